@@ -1,0 +1,343 @@
+"""ProGAN's growing generator and discriminator.
+
+Each network owns one block of layers per resolution (4x4 up to the final resolution) plus the
+`to_rgb` / `from_rgb` 1x1 convolutions of every resolution. `model(resolution, fade_in)` returns a
+functional `keras.Model` for one training stage; every model of a network is assembled from the
+same layer objects, so weights carry over from stage to stage and a checkpoint of the network
+covers all of them.
+
+Block structure, widths and gains follow the paper and its reference code; see BUILD.md.
+"""
+
+import dataclasses
+import math
+
+import keras
+
+from progan_tf.errors import UserInputError
+from progan_tf.layers import (
+    ChannelBias,
+    EqualizedConv2D,
+    EqualizedDense,
+    MinibatchStdDev,
+    PixelNormalization,
+    WeightedSum,
+)
+
+MIN_RESOLUTION = 4
+MAX_RESOLUTION = 1024
+FUSED_RESAMPLE_MODES = ("auto", "always", "never")
+# The reference code fuses resampling into the convolutions from 128x128 up ("auto").
+FUSED_RESAMPLE_AUTO_MIN_RESOLUTION = 128
+LEAKY_RELU_SLOPE = 0.2
+
+
+def resolution_log2(resolution, name="resolution"):
+    """log2 of a power-of-two resolution in [4, 1024]; a UserInputError otherwise."""
+    if not isinstance(resolution, int) or resolution < MIN_RESOLUTION or resolution > MAX_RESOLUTION or (
+        resolution & (resolution - 1)
+    ):
+        raise UserInputError(
+            f"{name} must be a power of two between {MIN_RESOLUTION} and {MAX_RESOLUTION}. "
+            f"Received: {name}={resolution}"
+        )
+    return int(math.log2(resolution))
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture hyper-parameters shared by the generator and the discriminator.
+
+    Args:
+        resolution: Final (largest) image resolution, a power of two in [4, 1024].
+        num_channels: Image channels, 1 or 3.
+        latent_size: Dimension of the generator's input latent vector.
+        fmap_base: Feature maps at stage s are `min(fmap_base / 2**(s * fmap_decay), fmap_max)`.
+        fmap_decay: See `fmap_base`.
+        fmap_max: See `fmap_base`.
+        fused_resample: `"auto"` (fused up/down convolutions from 128x128 up, as the reference),
+            `"always"` or `"never"`. Mathematically identical either way.
+        mbstd_group_size: Group size of the discriminator's minibatch standard deviation.
+        normalize_latents: Pixel-normalise the latent before the first layer.
+    """
+
+    resolution: int = 1024
+    num_channels: int = 3
+    latent_size: int = 512
+    fmap_base: int = 8192
+    fmap_decay: float = 1.0
+    fmap_max: int = 512
+    fused_resample: str = "auto"
+    mbstd_group_size: int = 4
+    normalize_latents: bool = True
+
+    def __post_init__(self):
+        resolution_log2(self.resolution)
+        if self.num_channels not in (1, 3):
+            raise UserInputError(f"num_channels must be 1 or 3. Received: num_channels={self.num_channels}")
+        for name in ("latent_size", "fmap_base", "fmap_max", "mbstd_group_size"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"{name} must be a positive integer. Received: {name}={getattr(self, name)}")
+        if self.fused_resample not in FUSED_RESAMPLE_MODES:
+            raise UserInputError(
+                f"fused_resample must be one of {FUSED_RESAMPLE_MODES}. "
+                f"Received: fused_resample={self.fused_resample!r}"
+            )
+
+    @property
+    def resolution_log2(self):
+        return resolution_log2(self.resolution)
+
+    @property
+    def resolutions(self):
+        return [2**r for r in range(2, self.resolution_log2 + 1)]
+
+    def num_features(self, stage):
+        return min(int(self.fmap_base / 2.0 ** (stage * self.fmap_decay)), self.fmap_max)
+
+    def uses_fused_resample(self, resolution):
+        if self.fused_resample == "auto":
+            return resolution >= FUSED_RESAMPLE_AUTO_MIN_RESOLUTION
+        return self.fused_resample == "always"
+
+
+class _GrowingNetwork:
+    """Owns the per-resolution layers of one network and caches its per-stage models."""
+
+    name = "network"
+
+    def __init__(self, config):
+        self.config = config
+        self.fade = WeightedSum(name=f"{self.name}_fade")
+        self._models = {}
+
+    def _check_stage(self, resolution, fade_in):
+        log2 = resolution_log2(resolution)
+        if resolution > self.config.resolution:
+            raise UserInputError(
+                f"{self.name} resolution must be at most the network's final resolution "
+                f"{self.config.resolution}. Received: resolution={resolution}"
+            )
+        if fade_in and resolution == MIN_RESOLUTION:
+            raise UserInputError(f"There is nothing to fade in at 4x4. Received: resolution={resolution}, fade_in=True")
+        return log2
+
+    def model(self, resolution, fade_in=False):
+        """The functional `keras.Model` of one stage, built from the shared layers (cached).
+
+        Args:
+            resolution: Output (generator) or input (discriminator) resolution.
+            fade_in: Include the fade path from `resolution // 2`, blended by `self.fade`'s alpha.
+
+        Returns:
+            A `keras.Model`.
+        """
+        self._check_stage(resolution, fade_in)
+        key = (resolution, bool(fade_in))
+        if key not in self._models:
+            self._models[key] = self._build_model(resolution, bool(fade_in))
+        return self._models[key]
+
+    def build_all(self):
+        """Builds every stage's layers so that `weights` covers the whole growing network."""
+        for resolution in self.config.resolutions:
+            self.model(resolution)
+        self.fade.set_alpha(0.0)
+        return self
+
+    def _all_layers(self):
+        raise NotImplementedError
+
+    @property
+    def weights(self):
+        """All variables of all resolutions (deduplicated, deterministic order)."""
+        seen, weights = set(), []
+        for layer in self._all_layers():
+            for weight in layer.weights:
+                if id(weight) not in seen:
+                    seen.add(id(weight))
+                    weights.append(weight)
+        return weights
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self.weights if w.trainable]
+
+    def count_params(self):
+        return sum(int(math.prod(w.shape)) for w in self.trainable_weights)
+
+    def set_alpha(self, alpha):
+        self.fade.set_alpha(alpha)
+
+    def get_weight_values(self):
+        return [keras.ops.convert_to_numpy(w) for w in self.weights]
+
+    def set_weight_values(self, values):
+        weights = self.weights
+        if len(values) != len(weights):
+            raise UserInputError(
+                f"{self.name}: checkpoint holds {len(values)} arrays but the network has {len(weights)} "
+                f"variables (different architecture flags?). Received: num_arrays={len(values)}"
+            )
+        for weight, value in zip(weights, values):
+            if tuple(weight.shape) != tuple(value.shape):
+                raise UserInputError(
+                    f"{self.name}: variable {weight.path} has shape {tuple(weight.shape)} but the checkpoint "
+                    f"holds {tuple(value.shape)}. Received: shape={tuple(value.shape)}"
+                )
+            weight.assign(value)
+
+
+def _leaky_relu(name):
+    return keras.layers.LeakyReLU(negative_slope=LEAKY_RELU_SLOPE, name=name)
+
+
+class GrowingGenerator(_GrowingNetwork):
+    """ProGAN generator: latent (N, latent_size) -> images (N, R, R, C), linear output.
+
+    Args:
+        config: A `NetworkConfig`.
+
+    Example:
+    >>> generator = GrowingGenerator(NetworkConfig(resolution=32, fmap_base=64, latent_size=16))
+    >>> generator.model(8, fade_in=True)(np.zeros((2, 16), "float32")).shape
+    (2, 8, 8, 3)
+    """
+
+    name = "generator"
+
+    def __init__(self, config):
+        super().__init__(config)
+        cfg = config
+        self.normalize_latents = PixelNormalization(name="latent_normalization")
+        self.blocks = {}
+        self.to_rgb = {}
+        for log2 in range(2, cfg.resolution_log2 + 1):
+            res = 2**log2
+            filters = cfg.num_features(log2 - 1)
+            prefix = f"g_{res}x{res}"
+            if log2 == 2:
+                layers = [
+                    EqualizedDense(
+                        16 * filters, gain=math.sqrt(2.0) / 4.0, use_bias=False, name=f"{prefix}_dense"
+                    ),
+                    keras.layers.Reshape((4, 4, filters), name=f"{prefix}_reshape"),
+                    ChannelBias(name=f"{prefix}_dense_bias"),
+                ]
+            elif cfg.uses_fused_resample(res):
+                layers = [EqualizedConv2D(filters, 3, resample="up", name=f"{prefix}_conv0_up")]
+            else:
+                layers = [
+                    keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{prefix}_upsample"),
+                    EqualizedConv2D(filters, 3, name=f"{prefix}_conv0"),
+                ]
+            layers += [_leaky_relu(f"{prefix}_lrelu0"), PixelNormalization(name=f"{prefix}_pixelnorm0")]
+            layers += [
+                EqualizedConv2D(filters, 3, name=f"{prefix}_conv1"),
+                _leaky_relu(f"{prefix}_lrelu1"),
+                PixelNormalization(name=f"{prefix}_pixelnorm1"),
+            ]
+            self.blocks[res] = layers
+            self.to_rgb[res] = EqualizedConv2D(cfg.num_channels, 1, gain=1.0, name=f"g_to_rgb_{res}x{res}")
+
+    def _all_layers(self):
+        for res in self.config.resolutions:
+            yield from self.blocks[res]
+            yield self.to_rgb[res]
+        yield self.fade
+
+    def _build_model(self, resolution, fade_in):
+        latents = keras.Input((self.config.latent_size,), name="latents")
+        features = self.normalize_latents(latents) if self.config.normalize_latents else latents
+        last_block = resolution // 2 if fade_in else resolution
+        res = MIN_RESOLUTION
+        while res <= last_block:
+            features = _apply(self.blocks[res], features)
+            res *= 2
+        if fade_in:
+            old = keras.layers.UpSampling2D(2, interpolation="nearest", name="fade_upsample")(
+                self.to_rgb[resolution // 2](features)
+            )
+            new = self.to_rgb[resolution](_apply(self.blocks[resolution], features))
+            images = self.fade([old, new])
+        else:
+            images = self.to_rgb[resolution](features)
+        suffix = "_fade_in" if fade_in else ""
+        return keras.Model(latents, images, name=f"generator_{resolution}x{resolution}{suffix}")
+
+
+class GrowingDiscriminator(_GrowingNetwork):
+    """ProGAN critic: images (N, R, R, C) -> scores (N, 1), linear output, no normalisation.
+
+    Args:
+        config: A `NetworkConfig`.
+
+    Example:
+    >>> discriminator = GrowingDiscriminator(NetworkConfig(resolution=32, fmap_base=64))
+    >>> discriminator.model(8)(np.zeros((4, 8, 8, 3), "float32")).shape
+    (4, 1)
+    """
+
+    name = "discriminator"
+
+    def __init__(self, config):
+        super().__init__(config)
+        cfg = config
+        self.blocks = {}
+        self.from_rgb = {}
+        for log2 in range(2, cfg.resolution_log2 + 1):
+            res = 2**log2
+            prefix = f"d_{res}x{res}"
+            self.from_rgb[res] = [
+                EqualizedConv2D(cfg.num_features(log2 - 1), 1, name=f"d_from_rgb_{res}x{res}"),
+                _leaky_relu(f"d_from_rgb_{res}x{res}_lrelu"),
+            ]
+            if log2 == 2:
+                layers = [
+                    MinibatchStdDev(cfg.mbstd_group_size, name=f"{prefix}_minibatch_stddev"),
+                    EqualizedConv2D(cfg.num_features(1), 3, name=f"{prefix}_conv"),
+                    _leaky_relu(f"{prefix}_lrelu0"),
+                    keras.layers.Flatten(name=f"{prefix}_flatten"),
+                    EqualizedDense(cfg.num_features(0), name=f"{prefix}_dense0"),
+                    _leaky_relu(f"{prefix}_lrelu1"),
+                    EqualizedDense(1, gain=1.0, name=f"{prefix}_dense1"),
+                ]
+            else:
+                layers = [
+                    EqualizedConv2D(cfg.num_features(log2 - 1), 3, name=f"{prefix}_conv0"),
+                    _leaky_relu(f"{prefix}_lrelu0"),
+                ]
+                if cfg.uses_fused_resample(res):
+                    layers.append(EqualizedConv2D(cfg.num_features(log2 - 2), 3, resample="down", name=f"{prefix}_conv1_down"))
+                    layers.append(_leaky_relu(f"{prefix}_lrelu1"))
+                else:
+                    layers.append(EqualizedConv2D(cfg.num_features(log2 - 2), 3, name=f"{prefix}_conv1"))
+                    layers.append(_leaky_relu(f"{prefix}_lrelu1"))
+                    layers.append(keras.layers.AveragePooling2D(2, name=f"{prefix}_downsample"))
+            self.blocks[res] = layers
+
+    def _all_layers(self):
+        for res in self.config.resolutions:
+            yield from self.from_rgb[res]
+            yield from self.blocks[res]
+        yield self.fade
+
+    def _build_model(self, resolution, fade_in):
+        images = keras.Input((resolution, resolution, self.config.num_channels), name="images")
+        features = _apply(self.blocks[resolution], _apply(self.from_rgb[resolution], images))
+        if fade_in:
+            downsampled = keras.layers.AveragePooling2D(2, name="fade_downsample")(images)
+            old = _apply(self.from_rgb[resolution // 2], downsampled)
+            features = self.fade([old, features])
+        res = resolution // 2
+        while res >= MIN_RESOLUTION:
+            features = _apply(self.blocks[res], features)
+            res //= 2
+        suffix = "_fade_in" if fade_in else ""
+        return keras.Model(images, features, name=f"discriminator_{resolution}x{resolution}{suffix}")
+
+
+def _apply(layers, tensor):
+    for layer in layers:
+        tensor = layer(tensor)
+    return tensor

@@ -1,0 +1,192 @@
+"""Network tests: paper parameter counts, gains, fade semantics, shared weights, saving."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from progan_tf.errors import UserInputError
+from progan_tf.networks import GrowingDiscriminator, GrowingGenerator, NetworkConfig
+
+SMALL = NetworkConfig(resolution=32, latent_size=16, fmap_base=128, fmap_max=32)
+rng = np.random.default_rng(1)
+
+
+def as_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def small_networks(**overrides):
+    config = NetworkConfig(**{**SMALL.__dict__, **overrides})
+    return GrowingGenerator(config).build_all(), GrowingDiscriminator(config).build_all()
+
+
+def randomize_biases(network):
+    # Biases start at zero; random ones make the equality checks below sensitive to them too.
+    for weight in network.trainable_weights:
+        if weight.name == "bias":
+            weight.assign(rng.normal(size=weight.shape).astype("float32"))
+
+
+def test_parameter_counts_at_1024_match_the_paper():
+    config = NetworkConfig()
+    assert GrowingGenerator(config).build_all().count_params() == 23_079_115
+    assert GrowingDiscriminator(config).build_all().count_params() == 23_087_249
+
+
+def test_feature_map_widths_follow_nf():
+    config = NetworkConfig()
+    widths = {2**r: config.num_features(r - 1) for r in range(2, 11)}
+    assert widths == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+
+def test_special_equalized_gains():
+    config = NetworkConfig(resolution=16)
+    g = GrowingGenerator(config).build_all()
+    d = GrowingDiscriminator(config).build_all()
+    first_dense = g.blocks[4][0]
+    assert first_dense.scale == pytest.approx(math.sqrt(2) / 4 / math.sqrt(512))
+    for res in (4, 8, 16):
+        assert g.to_rgb[res].scale == pytest.approx(1 / math.sqrt(512))
+    last_dense = d.blocks[4][-1]
+    assert last_dense.units == 1 and last_dense.scale == pytest.approx(1 / math.sqrt(512))
+    hidden_conv = g.blocks[8][1]
+    assert hidden_conv.scale == pytest.approx(math.sqrt(2) / math.sqrt(9 * 512))
+
+
+def test_no_tanh_generator_output_is_linear():
+    g, _ = small_networks()
+    to_rgb = g.to_rgb[8]
+    to_rgb.bias.assign(np.full(3, 50.0, "float32"))
+    images = as_numpy(g.model(8)(rng.normal(size=(2, 16)).astype("float32")))
+    assert images.min() > 10.0  # a tanh would clamp to 1
+
+
+def test_generator_fade_endpoints():
+    g, _ = small_networks()
+    randomize_biases(g)
+    z = rng.normal(size=(3, 16)).astype("float32")
+    fade_model = g.model(16, fade_in=True)
+    g.set_alpha(1.0)
+    np.testing.assert_allclose(as_numpy(fade_model(z)), as_numpy(g.model(16)(z)), rtol=1e-5, atol=1e-5)
+    g.set_alpha(0.0)
+    old = as_numpy(g.model(8)(z)).repeat(2, axis=1).repeat(2, axis=2)
+    np.testing.assert_allclose(as_numpy(fade_model(z)), old, rtol=1e-5, atol=1e-5)
+    g.set_alpha(0.25)
+    new = as_numpy(g.model(16)(z))
+    np.testing.assert_allclose(as_numpy(fade_model(z)), 0.75 * old + 0.25 * new, rtol=1e-4, atol=1e-4)
+
+
+def test_discriminator_fade_endpoints():
+    _, d = small_networks()
+    randomize_biases(d)
+    x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    fade_model = d.model(16, fade_in=True)
+    d.set_alpha(1.0)
+    np.testing.assert_allclose(as_numpy(fade_model(x)), as_numpy(d.model(16)(x)), rtol=1e-4, atol=1e-4)
+    d.set_alpha(0.0)
+    pooled = x.reshape(4, 8, 2, 8, 2, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(as_numpy(fade_model(x)), as_numpy(d.model(8)(pooled)), rtol=1e-4, atol=1e-4)
+
+
+def test_stage_models_share_layers_and_weights():
+    g, d = small_networks()
+    z = rng.normal(size=(2, 16)).astype("float32")
+    model_8, model_16_fade = g.model(8), g.model(16, fade_in=True)
+    assert g.model(8) is model_8  # cached
+    shared = {id(w) for w in model_8.weights} & {id(w) for w in model_16_fade.weights}
+    assert {id(w) for w in g.to_rgb[8].weights} <= shared
+    assert {id(w) for w in g.blocks[4][0].weights} <= shared
+    before = as_numpy(model_16_fade(z))
+    conv = g.blocks[8][1]  # inside the 8x8 block, feeding the old (alpha=0) path
+    conv.kernel.assign(rng.normal(size=conv.kernel.shape).astype("float32"))
+    assert not np.allclose(as_numpy(model_16_fade(z)), before)
+    assert {id(w) for w in d.model(8).weights} <= {id(w) for w in d.weights}
+
+
+def test_weights_cover_all_resolutions_and_round_trip():
+    g, _ = small_networks()
+    h, _ = small_networks()
+    h.set_weight_values(g.get_weight_values())
+    z = rng.normal(size=(2, 16)).astype("float32")
+    for res in SMALL.resolutions:
+        np.testing.assert_array_equal(as_numpy(h.model(res)(z)), as_numpy(g.model(res)(z)))
+
+
+def test_set_weight_values_rejects_other_architecture():
+    g, _ = small_networks()
+    bigger, _ = small_networks(fmap_max=64)
+    with pytest.raises(UserInputError, match="has shape"):
+        bigger.set_weight_values(g.get_weight_values())
+
+
+def test_fused_generator_equals_plain_generator():
+    plain, _ = small_networks(fused_resample="never")
+    fused, _ = small_networks(fused_resample="always")
+    randomize_biases(plain)
+    fused.set_weight_values(plain.get_weight_values())
+    z = rng.normal(size=(4, 16)).astype("float32")
+    np.testing.assert_allclose(as_numpy(fused.model(32)(z)), as_numpy(plain.model(32)(z)), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_discriminator_pools_before_the_activation():
+    # Fusing conv + pool moves the pool before the leaky ReLU (as in the reference code), so the
+    # fused critic equals the plain layers applied as conv0, lrelu, conv1, pool, lrelu.
+    _, plain = small_networks(fused_resample="never")
+    _, fused = small_networks(fused_resample="always")
+    randomize_biases(plain)
+    fused.set_weight_values(plain.get_weight_values())
+    x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
+    h = x
+    for layer in plain.from_rgb[32]:
+        h = layer(h)
+    for res in (32, 16, 8):
+        conv0, lrelu0, conv1, lrelu1, pool = plain.blocks[res]
+        h = lrelu1(pool(conv1(lrelu0(conv0(h)))))
+    for layer in plain.blocks[4]:
+        h = layer(h)
+    np.testing.assert_allclose(as_numpy(fused.model(32)(x)), as_numpy(h), rtol=1e-4, atol=1e-4)
+
+
+def test_stage_model_keras_file_round_trip(tmp_path):
+    g, d = small_networks()
+    randomize_biases(g)
+    g.set_alpha(0.3)
+    d.set_alpha(0.6)
+    z = rng.normal(size=(2, 16)).astype("float32")
+    x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    for model, inputs in ((g.model(16, fade_in=True), z), (d.model(16, fade_in=True), x)):
+        path = tmp_path / f"{model.name}.keras"
+        model.save(path)
+        restored = keras.saving.load_model(path)
+        np.testing.assert_array_equal(as_numpy(restored(inputs)), as_numpy(model(inputs)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"resolution": 100}, "resolution=100"),
+        ({"resolution": 2048}, "resolution=2048"),
+        ({"num_channels": 2}, "num_channels=2"),
+        ({"fused_resample": "yes"}, "fused_resample='yes'"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(UserInputError, match=f"Received: {message}"):
+        NetworkConfig(**kwargs)
+
+
+def test_stage_requests_are_validated():
+    g, _ = small_networks()
+    with pytest.raises(UserInputError, match="resolution=64"):
+        g.model(64)
+    with pytest.raises(UserInputError, match="nothing to fade in at 4x4"):
+        g.model(4, fade_in=True)
+
+
+def test_grayscale_networks():
+    g, d = small_networks(num_channels=1)
+    images = g.model(8)(rng.normal(size=(4, 16)).astype("float32"))
+    assert images.shape == (4, 8, 8, 1)
+    assert d.model(8)(images).shape == (4, 1)
