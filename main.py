@@ -1,0 +1,26 @@
+"""progan-tf command line: `python main.py --flagfile=experiments/celebahq.flags [--mode=...]`."""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+
+from progan_tf import cli  # noqa: E402
+from progan_tf.errors import UserInputError  # noqa: E402
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        cli.run()
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

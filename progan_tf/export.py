@@ -1,0 +1,59 @@
+"""Exporting the (EMA) generator for serving.
+
+The SavedModel needs only TensorFlow to load: our custom layers are traced into graphs. It has
+two endpoints (also its signatures):
+- `serve(latents)`: float32 (N, latent_size) -> uint8 (N, R, R, C) images.
+- `generate_from_seed(seed, num_images)`: int64 scalar, int32 scalar -> uint8 images from
+  standard-normal latents drawn statelessly from `seed` (the same seed gives the same images).
+A `.keras` file of the same model is written beside it (loading it needs `progan_tf`).
+"""
+
+import pathlib
+
+import keras
+import tensorflow as tf
+
+
+def _to_uint8(images):
+    return tf.cast(tf.clip_by_value(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+def seeded_latents(seed, num_images, latent_size):
+    """Standard-normal latents that depend only on (seed, num_images)."""
+    return tf.random.stateless_normal(
+        tf.stack([num_images, latent_size]), seed=tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+    )
+
+
+def export_generator(generator_model, export_dir, latent_size):
+    """Writes `generator_model` as a SavedModel at `export_dir` and a `.keras` file beside it.
+
+    Args:
+        generator_model: A per-stage generator `keras.Model` (latents -> images in [-1, 1]).
+        export_dir: Output folder of the SavedModel (replaced if it exists).
+        latent_size: Latent dimension of the model's input.
+
+    Returns:
+        `export_dir` as a `pathlib.Path`.
+    """
+    export_dir = pathlib.Path(export_dir)
+    archive = keras.export.ExportArchive()
+    archive.track(generator_model)
+
+    def serve(latents):
+        return _to_uint8(generator_model(latents, training=False))
+
+    def generate_from_seed(seed, num_images):
+        return serve(seeded_latents(seed, num_images, latent_size))
+
+    archive.add_endpoint(
+        name="serve", fn=serve, input_signature=[tf.TensorSpec((None, latent_size), tf.float32, name="latents")]
+    )
+    archive.add_endpoint(
+        name="generate_from_seed",
+        fn=generate_from_seed,
+        input_signature=[tf.TensorSpec((), tf.int64, name="seed"), tf.TensorSpec((), tf.int32, name="num_images")],
+    )
+    archive.write_out(str(export_dir), verbose=False)
+    generator_model.save(export_dir.with_name(export_dir.name + ".keras"))
+    return export_dir

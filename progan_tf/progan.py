@@ -1,0 +1,266 @@
+"""The ProGAN training model: generator, critic and EMA generator, and one training iteration."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from progan_tf import losses
+from progan_tf.errors import UserInputError
+from progan_tf.networks import GrowingDiscriminator, GrowingGenerator
+
+# Purposes of the stateless random streams drawn every iteration.
+_NOISE_D_LATENTS, _NOISE_G_LATENTS, _NOISE_GP_MIX = 0, 1, 2
+
+
+def fade_in_reals(images, alpha):
+    """Blends real images toward their 2x2-average-pooled, nearest-upsampled version.
+
+    During a fade the generator's output is `lerp(upsample(old), new, alpha)`, so the reals must
+    get the same blend, or the critic tells real from fake by sharpness alone.
+    """
+    pooled = ops.average_pool(images, pool_size=2, strides=2, padding="valid")
+    coarse = ops.repeat(ops.repeat(pooled, 2, axis=1), 2, axis=2)
+    return coarse + (images - coarse) * ops.cast(alpha, images.dtype)
+
+
+def make_adam(learning_rate, beta_1, beta_2, epsilon, mixed_precision):
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
+
+
+def _all_finite(tensors):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
+def apply_if_finite(optimizer, grads, variables):
+    """Applies `grads` on every replica, or on none if any replica's gradients are not finite.
+
+    Must be called in a replica context. Returns the agreed finite flag. A loss-scale optimizer
+    already skips non-finite updates itself (and adjusts its scale), so it is applied directly.
+    """
+    replica_context = tf.distribute.get_replica_context()
+    local_non_finite = 1.0 - tf.cast(_all_finite(grads), tf.float32)
+    finite = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, local_non_finite) < 0.5
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer.apply_gradients(zip(grads, variables))
+        return finite
+
+    def apply_in_cross_replica_context(strategy, grads, finite):
+        # A cond whose branch all-reduces (inside apply_gradients) must sit in cross-replica
+        # context; every replica computed the same flag.
+        agreed = strategy.experimental_local_results(finite)[0]
+
+        def apply():
+            strategy.extended.call_for_each_replica(
+                lambda g: optimizer.apply_gradients(zip(g, variables)), args=(grads,)
+            )
+
+        tf.cond(agreed, apply, lambda: None)
+
+    replica_context.merge_call(apply_in_cross_replica_context, args=(grads, finite))
+    return finite
+
+
+class ProGAN(keras.Model):
+    """Generator G, critic D and generator average Gs, trained one phase at a time.
+
+    Create it inside the distribution strategy's scope, then call `start_phase` (also in scope)
+    for each phase of the schedule and run `train_step` under `strategy.run`.
+
+    Args:
+        network_config: A `NetworkConfig` shared by G, D and Gs.
+        seed: Base seed of the per-iteration latents and interpolation weights.
+        gp_weight: WGAN-GP penalty weight (10).
+        gp_target: WGAN-GP target norm (1).
+        drift_weight: Weight of `D(real)**2` (0.001).
+        ema_beta: Gs update `Gs = G + beta * (Gs - G)` after every critic step (0.999).
+        adam_beta_1, adam_beta_2, adam_epsilon: Adam hyper-parameters for both networks.
+        gp_reference_scaling: Divide the gradient norm by `final_resolution / resolution`, the
+            norm the reference code measures on nearest-upscaled full-resolution inputs.
+        mixed_precision: Loss-scaled float16 training (set the `mixed_float16` policy first).
+        **kwargs: Base `keras.Model` arguments.
+    """
+
+    def __init__(
+        self,
+        network_config,
+        seed=0,
+        gp_weight=10.0,
+        gp_target=1.0,
+        drift_weight=0.001,
+        ema_beta=0.999,
+        adam_beta_1=0.0,
+        adam_beta_2=0.99,
+        adam_epsilon=1e-8,
+        gp_reference_scaling=True,
+        mixed_precision=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.network_config = network_config
+        self.seed = int(seed)
+        self.gp_weight = float(gp_weight)
+        self.gp_target = float(gp_target)
+        self.drift_weight = float(drift_weight)
+        self.ema_beta = float(ema_beta)
+        self.adam = dict(beta_1=adam_beta_1, beta_2=adam_beta_2, epsilon=adam_epsilon)
+        self.gp_reference_scaling = bool(gp_reference_scaling)
+        self.mixed_precision = bool(mixed_precision)
+        self.generator = GrowingGenerator(network_config).build_all()
+        self.discriminator = GrowingDiscriminator(network_config).build_all()
+        self.ema_generator = GrowingGenerator(network_config).build_all()
+        self.ema_generator.set_weight_values(self.generator.get_weight_values())
+        self.images_shown = tf.Variable(0, dtype=tf.int64, trainable=False, name="images_shown")
+        self.phase = None
+        # Our loop drives train_step itself; the wrapper owns no Keras-tracked weights to build.
+        self.built = True
+
+    @property
+    def networks(self):
+        return {"generator": self.generator, "discriminator": self.discriminator, "ema_generator": self.ema_generator}
+
+    def start_phase(self, phase, num_replicas=1):
+        """Selects the phase's models and makes fresh Adam optimizers (the paper resets Adam).
+
+        Call inside the strategy scope so the optimizer variables are mirrored.
+        """
+        if phase.batch_size % num_replicas:
+            raise UserInputError(
+                f"The {phase.resolution}x{phase.resolution} batch size must be divisible by the "
+                f"{num_replicas} replicas. Received: batch_size={phase.batch_size}"
+            )
+        per_replica = phase.batch_size // num_replicas
+        group = min(self.network_config.mbstd_group_size, per_replica)
+        if per_replica % group:
+            raise UserInputError(
+                f"The per-replica batch ({per_replica}) at {phase.resolution}x{phase.resolution} must be "
+                f"divisible by the minibatch-stddev group size {group}. Received: batch_size={phase.batch_size}"
+            )
+        self.phase = phase
+        self.g_model = self.generator.model(phase.resolution, phase.fade_in)
+        self.d_model = self.discriminator.model(phase.resolution, phase.fade_in)
+        self.gs_model = self.ema_generator.model(phase.resolution, phase.fade_in)
+        self.g_optimizer = make_adam(phase.learning_rate, mixed_precision=self.mixed_precision, **self.adam)
+        self.d_optimizer = make_adam(phase.learning_rate, mixed_precision=self.mixed_precision, **self.adam)
+        self.g_optimizer.build(self.g_model.trainable_weights)
+        self.d_optimizer.build(self.d_model.trainable_weights)
+        self.set_alpha(phase.alpha(int(self.images_shown.numpy())))
+
+    def set_alpha(self, alpha):
+        for network in self.networks.values():
+            network.set_alpha(alpha)
+
+    def alpha_at(self, images_shown):
+        """`phase.alpha` as a graph op, so a compiled step follows the fade without retracing."""
+        phase = self.phase
+        if not phase.fade_in:
+            return tf.constant(1.0)
+        progress = tf.cast(images_shown - phase.start_images, tf.float32) / float(phase.end_images - phase.start_images)
+        return tf.clip_by_value(progress, 0.0, 1.0)
+
+    def _noise(self, purpose, shape, per_replica, stateless_fn):
+        # Draw the GLOBAL batch from a seed that depends only on (seed, purpose, images shown) and
+        # keep this replica's rows: any replica layout sees the same noise as one device would.
+        context = tf.distribute.get_replica_context()
+        seed = tf.stack([tf.constant(self.seed * 3 + purpose, tf.int64), self.images_shown.read_value()])
+        draws = stateless_fn(shape, seed=seed)
+        start = context.replica_id_in_sync_group * per_replica
+        return draws[start : start + per_replica]
+
+    def train_step(self, reals):
+        """One iteration on this replica's real images: critic step, Gs update, generator step.
+
+        Run under `strategy.run`; per-replica losses are divided by the replica count (sum over
+        the replica's samples / global batch), so the all-reduced gradient is the global mean.
+
+        Returns:
+            Dict of per-replica scalars: losses, penalty, scores and finite flags.
+        """
+        context = tf.distribute.get_replica_context()
+        per_replica = reals.shape[0]
+        global_batch = per_replica * context.num_replicas_in_sync
+        latent_shape = (global_batch, self.network_config.latent_size)
+        d_latents = self._noise(_NOISE_D_LATENTS, latent_shape, per_replica, tf.random.stateless_normal)
+        g_latents = self._noise(_NOISE_G_LATENTS, latent_shape, per_replica, tf.random.stateless_normal)
+        mix = self._noise(_NOISE_GP_MIX, (global_batch, 1, 1, 1), per_replica, tf.random.stateless_uniform)
+        if self.phase.fade_in:
+            reals = fade_in_reals(reals, self.discriminator.fade.alpha)
+        d_stats = self._discriminator_step(reals, d_latents, mix, global_batch)
+        context.merge_call(lambda strategy: self._update_ema())
+        g_stats = self._generator_step(g_latents, global_batch)
+        return {**d_stats, **g_stats}
+
+    def _loss_scale(self, optimizer):
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return optimizer.dynamic_scale
+        return tf.constant(1.0)
+
+    def _discriminator_step(self, reals, latents, mix, global_batch):
+        d_vars = self.d_model.trainable_weights
+        loss_scale = self._loss_scale(self.d_optimizer)
+        gp_norm_divisor = (
+            self.network_config.resolution / self.phase.resolution if self.gp_reference_scaling else 1.0
+        )
+        with tf.GradientTape() as tape:
+            fakes = tf.cast(self.g_model(latents, training=True), tf.float32)
+            real_scores = self.d_model(reals, training=True)
+            fake_scores = self.d_model(fakes, training=True)
+            mixed = reals + mix * (fakes - reals)
+            with tf.GradientTape() as gp_tape:
+                gp_tape.watch(mixed)
+                mixed_scores = tf.cast(self.d_model(mixed, training=True), tf.float32)
+                scaled_mixed_sum = tf.reduce_sum(mixed_scores) * loss_scale
+            mixed_grads = tf.cast(gp_tape.gradient(scaled_mixed_sum, mixed), tf.float32) / loss_scale
+            norms = tf.sqrt(tf.reduce_sum(tf.square(mixed_grads), axis=[1, 2, 3])) / gp_norm_divisor
+            per_sample = losses.discriminator_loss(
+                real_scores, fake_scores, norms, self.gp_weight, self.gp_target, self.drift_weight
+            )
+            loss = tf.reduce_sum(per_sample) / global_batch
+            scaled_loss = loss * loss_scale
+        grads = tape.gradient(scaled_loss, d_vars)
+        finite = apply_if_finite(self.d_optimizer, grads, d_vars)
+        per_replica = float(reals.shape[0])
+        return {
+            "d_loss": tf.reduce_mean(per_sample),
+            "gradient_penalty": tf.reduce_mean(tf.square(norms - self.gp_target)),
+            "real_score": tf.reduce_sum(tf.cast(real_scores, tf.float32)) / per_replica,
+            "fake_score": tf.reduce_sum(tf.cast(fake_scores, tf.float32)) / per_replica,
+            "d_finite": tf.cast(finite, tf.float32),
+        }
+
+    def _generator_step(self, latents, global_batch):
+        g_vars = self.g_model.trainable_weights
+        loss_scale = self._loss_scale(self.g_optimizer)
+        with tf.GradientTape() as tape:
+            fakes = self.g_model(latents, training=True)
+            per_sample = losses.generator_loss(self.d_model(fakes, training=True))
+            scaled_loss = tf.reduce_sum(per_sample) / global_batch * loss_scale
+        grads = tape.gradient(scaled_loss, g_vars)
+        finite = apply_if_finite(self.g_optimizer, grads, g_vars)
+        return {"g_loss": tf.reduce_mean(per_sample), "g_finite": tf.cast(finite, tf.float32)}
+
+    def _update_ema(self):
+        beta = self.ema_beta
+        for average, weight in zip(self.gs_model.trainable_weights, self.g_model.trainable_weights):
+            average.assign(weight + beta * (average - weight))
+
+    def make_distributed_step(self, strategy):
+        """A compiled function running one iteration across all replicas from a distributed iterator.
+
+        It moves every fade alpha to the schedule's value at the current image count, runs
+        `train_step`, counts the global batch and returns replica-averaged statistics.
+        """
+        global_batch = self.phase.batch_size
+
+        @tf.function
+        def distributed_step(iterator):
+            alpha = self.alpha_at(self.images_shown)
+            for network in self.networks.values():
+                network.fade.alpha.assign(alpha)
+            stats = strategy.run(self.train_step, args=(next(iterator),))
+            self.images_shown.assign_add(global_batch)
+            reduced = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for name, value in stats.items()}
+            reduced["alpha"] = alpha
+            return reduced
+
+        return distributed_step

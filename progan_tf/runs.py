@@ -1,0 +1,54 @@
+"""Reading a finished or running training run back: its config and its latest generator."""
+
+import json
+import pathlib
+
+from progan_tf import checkpoint as ckpt_lib
+from progan_tf.errors import UserInputError
+from progan_tf.networks import NetworkConfig
+from progan_tf.progan import ProGAN
+from progan_tf.schedule import ScheduleConfig, phase_at
+from progan_tf.training import TrainConfig
+
+
+def load_train_config(run_dir):
+    """The `TrainConfig` a run wrote to `<run_dir>/config.json`."""
+    path = pathlib.Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserInputError(f"No config.json in the run directory (not a progan-tf run?). Received: run_dir={run_dir}")
+    try:
+        raw = json.loads(path.read_text())
+        schedule = raw.pop("schedule")
+        for key in ("batch_sizes", "learning_rates"):
+            schedule[key] = tuple((int(r), v) for r, v in schedule[key])
+        return TrainConfig(network=NetworkConfig(**raw.pop("network")), schedule=ScheduleConfig(**schedule), **raw)
+    except (ValueError, TypeError, KeyError) as error:
+        raise UserInputError(f"{path} is not a valid run config ({error}). Received: run_dir={run_dir}") from None
+
+
+def find_checkpoint(run_dir, checkpoint=None):
+    """`checkpoint` if given, else the newest checkpoint of the run."""
+    if checkpoint:
+        return ckpt_lib.load_checkpoint(checkpoint)
+    found = ckpt_lib.list_checkpoints(pathlib.Path(run_dir) / "checkpoints")
+    if not found:
+        raise UserInputError(f"The run has no checkpoints yet. Received: run_dir={run_dir}")
+    return ckpt_lib.load_checkpoint(found[-1])
+
+
+def load_trained_model(run_dir, checkpoint=None):
+    """A `ProGAN` restored from a run's checkpoint, set to the phase (and alpha) it was saved in.
+
+    Returns:
+        (model, config, checkpoint). `model.gs_model` is the EMA generator of that stage and
+        `model.d_model` the critic.
+    """
+    config = load_train_config(run_dir)
+    saved = find_checkpoint(run_dir, checkpoint)
+    model = ProGAN(config.network, seed=config.seed)
+    ckpt_lib.restore_networks(model, saved)
+    model.images_shown.assign(saved.images_shown)
+    # The phase that produced the checkpoint (a phase-end checkpoint belongs to the phase it ends).
+    model.start_phase(phase_at(config.schedule, max(saved.images_shown - 1, 0)))
+    model.set_alpha(model.phase.alpha(saved.images_shown))
+    return model, config, saved
