@@ -13,15 +13,18 @@ def cluster_spec_from_env():
 
 
 def make_strategy():
-    """MultiWorkerMirroredStrategy when `TF_CONFIG` names several workers, else MirroredStrategy.
+    """MultiWorkerMirroredStrategy when `TF_CONFIG` names several workers, MirroredStrategy over
+    all local GPUs when there are several, else the default (single-device) strategy.
 
-    MirroredStrategy takes every local GPU, or the CPU when there is none, so the same code runs
-    on a laptop, one GPU or eight.
+    With one device MirroredStrategy only adds its cross-replica machinery: a training step of a
+    small model took 2.3x as long under it on CPU (bench/bench_train_step.py).
     """
     tf_config = cluster_spec_from_env()
     if tf_config and sum(len(v) for v in tf_config.get("cluster", {}).values()) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.MirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 def is_chief():

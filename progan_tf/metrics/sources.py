@@ -1,0 +1,100 @@
+"""Image sources for the metrics: iterators of uint8 NHWC batches.
+
+Every source is a plain iterator of uint8 arrays (N, R, R, 3), so a metric streams over any number
+of images while holding one batch. `evaluate` takes zero-argument callables that return such an
+iterator, e.g. `lambda: folder_batches("data/celeba128", 128)`.
+"""
+
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from progan_tf.errors import UserInputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_image_files(folder):
+    """Sorted image files (by name) directly inside `folder`; a UserInputError if there are none."""
+    folder = pathlib.Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UserInputError(f"image folder not found; expected a directory of {'/'.join(IMAGE_SUFFIXES)} files. "
+                             f"Received: folder={str(folder)!r}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserInputError(f"no images in folder; expected {'/'.join(IMAGE_SUFFIXES)} files. "
+                             f"Received: folder={str(folder)!r}")
+    return files
+
+
+def load_image(path, resolution):
+    """Reads one image as uint8 (resolution, resolution, 3): RGB, centre-cropped square, Lanczos resize."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+        if side != resolution:
+            image = image.resize((resolution, resolution), Image.LANCZOS)
+        return np.asarray(image, dtype=np.uint8)
+
+
+def folder_batches(folder, resolution, batch_size=64, start=0, limit=None):
+    """Batches of the images in a folder (sorted by file name).
+
+    Args:
+        folder: directory of .jpg/.jpeg/.png/.bmp/.webp files.
+        resolution: output size; images are centre-cropped to a square and resized.
+        batch_size: images per batch (the last batch may be smaller).
+        start, limit: use files [start, start + limit) in name order (e.g. disjoint halves).
+
+    Returns:
+        Iterator of uint8 arrays (N, resolution, resolution, 3).
+
+    Example:
+        >>> first_half = folder_batches("../shared/data/celeba128", 128, limit=400)
+        >>> second_half = folder_batches("../shared/data/celeba128", 128, start=400)
+    """
+    files = list_image_files(folder)[start:]
+    if limit is not None:
+        files = files[:limit]
+    for offset in range(0, len(files), batch_size):
+        yield np.stack([load_image(p, resolution) for p in files[offset : offset + batch_size]])
+
+
+def generated_batches(generate_fn, latent_shape, num_images, batch_size=64, seed=0):
+    """Batches from a generator callable fed with seeded standard-normal latents.
+
+    Args:
+        generate_fn: callable mapping float32 latents (N, *latent_shape) to uint8 images (N, H, W, 3)
+            (a NumPy array or a tensor).
+        latent_shape: shape of one latent, e.g. (512,).
+        num_images: total images to produce.
+        batch_size: images per call.
+        seed: seeds the latents, so the same seed gives the same images.
+
+    Returns:
+        Iterator of uint8 arrays (N, H, W, 3).
+
+    Example:
+        >>> fakes = generated_batches(lambda z: to_uint8(generator(z)), (512,), num_images=16384)
+    """
+    rng = np.random.default_rng(seed)
+    for offset in range(0, num_images, batch_size):
+        count = min(batch_size, num_images - offset)
+        latents = rng.standard_normal((count, *latent_shape)).astype(np.float32)
+        images = np.asarray(generate_fn(latents))
+        if images.dtype != np.uint8 or images.ndim != 4 or len(images) != count:
+            raise UserInputError(f"generate_fn must return uint8 images shaped ({count}, H, W, C). "
+                                 f"Received: shape={images.shape}, dtype={images.dtype}")
+        yield images
+
+
+def pyramid_batches(pyramid_dir, resolution, batch_size=64, limit=None):
+    """Batches of real training images from a prepared dataset pyramid (`progan_tf.data`)."""
+    # Imported here: the data package is heavier and not needed for folder or generated sources.
+    from progan_tf.data import iterate_images
+
+    for batch in iterate_images(pyramid_dir, resolution, batch_size, limit):
+        yield np.asarray(batch)
