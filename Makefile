@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
+DEMO_DATA := data/synthetic-32
+
 demo: $(STAMP)
+	test -f $(DEMO_DATA)/manifest.json || $(PY) -m datasets.build --source=synthetic --output_dir=$(DEMO_DATA) --resolution=32 --num_images=4000
 	$(PY) main.py --flagfile=experiments/demo.flags
 
 test: $(STAMP)
@@ -25,4 +28,4 @@ test: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider tests/test_layers.py -m "not tf_only"
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs data
