@@ -1,0 +1,101 @@
+r"""Benchmarks the dataset builder and the tf.data input pipeline.
+
+  .venv/bin/python bench/bench_data.py --source=../shared/data/celeba128 --resolution=128
+  .venv/bin/python bench/bench_data.py --source=../shared/data/celebahq1024 --resolution=1024 \
+      --trainer_images_per_second=4:900,8:900,16:700,32:500,64:250,128:100
+
+1. Builder images/s against decoding the same source images with the same number of worker
+   processes and nothing else (the ratio build time / decode time; goal <= 1.5).
+2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on),
+   against what the trainer consumes (--trainer_images_per_second, measured by the trainer;
+   goal >= 5x).
+"""
+
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from datasets import build  # noqa: E402
+from progan_tf import data  # noqa: E402
+
+flags.DEFINE_string("source", "../shared/data/celeba128", "Image folder to build from.")
+flags.DEFINE_integer("resolution", 128, "Pyramid resolution.")
+flags.DEFINE_integer("num_workers", None, "Builder/decoder processes (default: all cores).")
+flags.DEFINE_float("seconds", 3.0, "Measuring time per pipeline resolution.")
+flags.DEFINE_string("trainer_images_per_second", "", "Trainer consumption per resolution, 'res:ips,...'.")
+FLAGS = flags.FLAGS
+
+# Reference minibatch sizes on one GPU (PAPER_NOTES.md).
+BATCH_SIZES = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
+
+
+def _decode(path):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB").size
+
+
+def decode_only_seconds(folder, num_workers):
+    paths = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
+             if name.lower().endswith(build.IMAGE_EXTENSIONS)]
+    started = time.time()
+    # fork: the children only run PIL, and forkserver would re-import this TF-importing script.
+    with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+        pool.map(_decode, paths, chunksize=8)
+    return len(paths), time.time() - started
+
+
+def pipeline_images_per_second(pyramid_dir, resolution, seconds):
+    batch_size = BATCH_SIZES[resolution]
+    iterator = iter(data.make_dataset(pyramid_dir, resolution, batch_size, seed=1))
+    for _ in range(5):  # warm-up: first window read, autotuning
+        next(iterator)
+    images, started = 0, time.time()
+    while time.time() - started < seconds:
+        next(iterator)
+        images += batch_size
+    return images / (time.time() - started)
+
+
+def main(argv):
+    del argv
+    num_workers = FLAGS.num_workers or os.cpu_count()
+    trainer = dict(
+        (int(res), float(ips)) for res, ips in
+        (item.split(":") for item in FLAGS.trainer_images_per_second.split(",") if item)
+    )
+    work_dir = tempfile.mkdtemp(prefix="bench_data_")
+    try:
+        count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
+        pyramid_dir = os.path.join(work_dir, "pyramid")
+        manifest = build.build_pyramid(FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers,
+                                       progress=False)
+        build_seconds = manifest["build"]["seconds"]
+        print(f"| builder ({FLAGS.source}, {count} images -> {FLAGS.resolution}px, {num_workers} workers) "
+              f"| img/s | seconds |")
+        print("|---|---|---|")
+        print(f"| decode only | {count / decode_seconds:.1f} | {decode_seconds:.2f} |")
+        print(f"| build pyramid | {manifest['num_images'] / build_seconds:.1f} | {build_seconds:.2f} |")
+        print(f"| ratio build / decode time | {build_seconds / decode_seconds:.2f}x (goal <= 1.5x) | |")
+        print()
+        print("| resolution | batch | pipeline img/s | trainer img/s | ratio (goal >= 5x) |")
+        print("|---|---|---|---|---|")
+        for resolution in manifest["resolutions"]:
+            rate = pipeline_images_per_second(pyramid_dir, resolution, FLAGS.seconds)
+            consumed = trainer.get(resolution)
+            ratio = f"{rate / consumed:.1f}x" if consumed else "n/a"
+            print(f"| {resolution} | {BATCH_SIZES[resolution]} | {rate:.0f} | {consumed or 'n/a'} | {ratio} |")
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,289 @@
+"""tf.data input pipeline over dataset pyramids built by `python -m datasets.build`.
+
+The pyramid format (raw uint8 HWC records, one set of shards per resolution, manifest.json) is
+described in datasets/build.py.
+
+Stream semantics of `make_dataset` (what makes multi-worker runs and resumes exact):
+  * The stream is an infinite sequence of element positions 0, 1, 2, ...; position k belongs to
+    epoch k // N (N images). Each epoch visits every image once: the level's shards are put in an
+    order drawn from (seed, epoch), the resulting sequence is cut into windows of
+    `shuffle_buffer` records, and each window is permuted with a permutation drawn from
+    (seed, window). Windows are read whole, so the shuffle is exact within a window, and a new
+    window is read while the current one is consumed.
+  * The mirror flip of position k is drawn from (seed, window, offset in window): a pure
+    function of k, independent of where the stream started.
+  * Batches are consecutive runs of `global_batch_size` positions (batches may straddle epochs;
+    "shuffle before batch", never a ragged batch). `skip_batches=n` starts at position
+    n * global_batch_size without reading the skipped data (whole windows are skipped
+    arithmetically, and shard reads use TFRecord seeks).
+  * Every input pipeline builds the same global batches and keeps rows
+    [id * per, (id + 1) * per) of each, slicing the raw records before decoding.
+With several input pipelines use `strategy.distribute_datasets_from_function` and pass its
+context's `num_input_pipelines` / `input_pipeline_id`; auto-sharding is then turned off here.
+
+During a fade-in the trainer needs each real image at the previous resolution as well; that is
+computed in-graph in the train step (2x2 average pool, then nearest upsampling), not here.
+"""
+
+import json
+import math
+import os
+from typing import Iterator, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from progan_tf.errors import UserInputError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_NAME = "progan-tf-pyramid"
+FORMAT_VERSION = 1
+TFRECORD_FRAMING_BYTES = 16
+# Default shuffle window: as many records as fit in this many bytes (capped at the level size).
+DEFAULT_SHUFFLE_BYTES = 256 << 20
+_REQUIRED_KEYS = ("name", "resolutions", "channels", "num_images", "levels", "record_names_file")
+# Separate random streams derived from the user's seed.
+_SHARD_ORDER_STREAM, _WINDOW_ORDER_STREAM, _MIRROR_STREAM = 1, 2, 3
+
+
+def load_manifest(pyramid_dir: str) -> dict:
+    """Reads and checks a pyramid's manifest.
+
+    Args:
+      pyramid_dir: a directory written by `python -m datasets.build`.
+
+    Returns:
+      The manifest dict: "name", "resolutions" (ints, ascending), "num_images", "channels",
+      "levels" (per level: "resolution", "record_bytes", "num_records", "shards" with "file",
+      "num_records", "bytes", "sha256"), "source", "seed", "build", ...
+
+    Raises:
+      UserInputError: the directory or manifest is missing, unreadable or not a pyramid manifest.
+    """
+    if not os.path.isdir(pyramid_dir):
+        raise UserInputError(f"dataset pyramid directory does not exist. Received: pyramid_dir={pyramid_dir!r}")
+    path = os.path.join(pyramid_dir, MANIFEST_NAME)
+    if not os.path.exists(path):
+        hint = " (a .partial build is still there: the build did not finish)" if os.path.exists(
+            os.path.normpath(pyramid_dir) + ".partial") else ""
+        raise UserInputError(
+            f"no {MANIFEST_NAME} in the dataset directory: not a pyramid built by `python -m datasets.build`, "
+            f"or an incomplete build{hint}. Received: pyramid_dir={pyramid_dir!r}"
+        )
+    try:
+        with open(path) as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"unreadable pyramid manifest ({exc}). Received: {path!r}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise UserInputError(f"not a progan-tf pyramid manifest (format is not {FORMAT_NAME!r}). Received: {path!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UserInputError(
+            f"unsupported pyramid format version (this code reads version {FORMAT_VERSION}; rebuild the "
+            f"pyramid). Received: format_version={manifest.get('format_version')!r}"
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise UserInputError(f"pyramid manifest lacks keys {missing}. Received: {path!r}")
+    return manifest
+
+
+def _level(manifest: dict, pyramid_dir: str, resolution: int) -> dict:
+    for level in manifest["levels"]:
+        if level["resolution"] == resolution:
+            return level
+    raise UserInputError(
+        f"dataset pyramid {pyramid_dir!r} has no {resolution}x{resolution} level; it has "
+        f"{manifest['resolutions']}. Received: resolution={resolution!r}"
+    )
+
+
+def _level_files(pyramid_dir: str, level: dict) -> list:
+    """Paths of a level's shards, after checking they exist with the manifest's sizes."""
+    paths = []
+    for shard in level["shards"]:
+        path = os.path.join(pyramid_dir, shard["file"])
+        if not os.path.exists(path):
+            raise UserInputError(f"dataset shard listed in the manifest is missing. Received: {path!r}")
+        size = os.path.getsize(path)
+        if size != shard["bytes"]:
+            raise UserInputError(
+                f"dataset shard does not match the manifest (truncated or corrupt): {size} bytes, expected "
+                f"{shard['bytes']} for {shard['num_records']} records; check it with `python -m datasets.build "
+                f"--verify --output_dir={pyramid_dir}`. Received: {path!r}"
+            )
+        paths.append(path)
+    if sum(shard["num_records"] for shard in level["shards"]) != level["num_records"]:
+        raise UserInputError(
+            f"dataset manifest is inconsistent: the {level['resolution']}x{level['resolution']} shards' record "
+            f"counts do not add up to {level['num_records']}. Received: pyramid_dir={pyramid_dir!r}"
+        )
+    return paths
+
+
+def _stateless_permutation(size, key):
+    return tf.argsort(tf.random.stateless_uniform([size], seed=key))
+
+
+def _decode_batch(records, resolution, channels):
+    """[n] raw records -> uint8 [n, R, R, C]."""
+    pixels = tf.io.decode_raw(records, tf.uint8)
+    return tf.reshape(pixels, [-1, resolution, resolution, channels])
+
+
+def make_dataset(
+    pyramid_dir: str,
+    resolution: int,
+    global_batch_size: int,
+    *,
+    mirror_augment: bool = True,
+    seed: int = 0,
+    shuffle_buffer: Optional[int] = None,
+    skip_batches: int = 0,
+    num_input_pipelines: int = 1,
+    input_pipeline_id: int = 0,
+    deterministic: bool = True,
+) -> tf.data.Dataset:
+    """The training input for one resolution (see the module docstring for exact semantics).
+
+    Args:
+      pyramid_dir: a pyramid directory.
+      resolution: which level to read.
+      global_batch_size: images per global batch (over all input pipelines).
+      mirror_augment: flip each image horizontally with probability 1/2.
+      seed: determines the shuffle order and the flips.
+      shuffle_buffer: shuffle window in records (default: DEFAULT_SHUFFLE_BYTES worth, at most
+        the number of images, i.e. an exact full shuffle for small levels).
+      skip_batches: start at this global batch of the same stream (for resuming).
+      num_input_pipelines: how many pipelines split each global batch.
+      input_pipeline_id: which rows this pipeline keeps.
+      deterministic: keep element order reproducible (needed for exact resumes and for several
+        input pipelines to agree); False lets tf.data reorder reads for speed.
+
+    Returns:
+      An infinite dataset of float32 [global_batch_size // num_input_pipelines, R, R, C] in [-1, 1].
+
+    Raises:
+      UserInputError: bad arguments, a missing level, or shards that do not match the manifest.
+    """
+    if global_batch_size < 1 or num_input_pipelines < 1 or global_batch_size % num_input_pipelines:
+        raise UserInputError(
+            f"global_batch_size must be a positive multiple of num_input_pipelines. Received: "
+            f"global_batch_size={global_batch_size}, num_input_pipelines={num_input_pipelines}"
+        )
+    if not 0 <= input_pipeline_id < num_input_pipelines:
+        raise UserInputError(
+            f"input_pipeline_id must be in [0, {num_input_pipelines}). Received: input_pipeline_id={input_pipeline_id}"
+        )
+    if skip_batches < 0:
+        raise UserInputError(f"skip_batches must be >= 0. Received: skip_batches={skip_batches}")
+    if shuffle_buffer is not None and shuffle_buffer < 1:
+        raise UserInputError(f"shuffle_buffer must be >= 1. Received: shuffle_buffer={shuffle_buffer}")
+    manifest = load_manifest(pyramid_dir)
+    level = _level(manifest, pyramid_dir, resolution)
+    paths = _level_files(pyramid_dir, level)
+    channels = manifest["channels"]
+    num_records = level["num_records"]
+    window = shuffle_buffer or max(1, DEFAULT_SHUFFLE_BYTES // level["record_bytes"])
+    window = min(window, num_records)
+    windows_per_epoch = math.ceil(num_records / window)
+    first_epoch, offset_in_epoch = divmod(skip_batches * global_batch_size, num_records)
+    first_window = first_epoch * windows_per_epoch + offset_in_epoch // window
+    offset_in_first_window = offset_in_epoch % window
+
+    shard_paths = tf.constant(paths)
+    shard_counts = tf.constant([shard["num_records"] for shard in level["shards"]], tf.int64)
+    base_key = tf.constant([seed, 0], tf.int64)
+    shard_order_key = tf.random.experimental.stateless_fold_in(base_key, _SHARD_ORDER_STREAM)
+    window_order_key = tf.random.experimental.stateless_fold_in(base_key, _WINDOW_ORDER_STREAM)
+    mirror_key = tf.random.experimental.stateless_fold_in(base_key, _MIRROR_STREAM)
+    reads_in_parallel = min(len(paths), 4)
+
+    def read_window(window_id):
+        """All records of one window (in the epoch's shard order), as one [n] string tensor."""
+        epoch, index = window_id // windows_per_epoch, window_id % windows_per_epoch
+        order = _stateless_permutation(
+            len(paths), tf.random.experimental.stateless_fold_in(shard_order_key, epoch))
+        counts = tf.gather(shard_counts, order)
+        shard_end = tf.cumsum(counts)
+        shard_start = shard_end - counts
+        window_start = index * window
+        window_end = tf.minimum(window_start + window, num_records)
+        first = tf.maximum(shard_start, window_start)
+        take = tf.maximum(tf.minimum(shard_end, window_end) - first, 0)
+        used = take > 0
+        pieces = tf.data.Dataset.from_tensor_slices((
+            tf.boolean_mask(tf.gather(shard_paths, order), used),
+            tf.boolean_mask(first - shard_start, used),
+            tf.boolean_mask(take, used),
+        ))
+        records = pieces.interleave(
+            lambda path, skip, count: tf.data.TFRecordDataset(path, buffer_size=1 << 20).skip(skip).take(count),
+            cycle_length=reads_in_parallel,
+            num_parallel_calls=reads_in_parallel,
+            deterministic=deterministic,
+        )
+        return records.batch(window).map(lambda batch: (window_id, batch))
+
+    def shuffle_window(window_id, records):
+        size = tf.shape(records, out_type=tf.int64)[0]
+        permutation = _stateless_permutation(
+            size, tf.random.experimental.stateless_fold_in(window_order_key, window_id))
+        flips = tf.random.stateless_uniform(
+            [size], seed=tf.random.experimental.stateless_fold_in(mirror_key, window_id)) < 0.5
+        return tf.data.Dataset.from_tensor_slices((tf.gather(records, permutation), flips))
+
+    elements = (
+        tf.data.Dataset.range(first_window, np.iinfo(np.int64).max)
+        .flat_map(read_window)
+        .prefetch(1)
+        .flat_map(shuffle_window)
+        .skip(offset_in_first_window)
+    )
+    batches = elements.batch(global_batch_size, drop_remainder=True)
+    per_pipeline = global_batch_size // num_input_pipelines
+    if num_input_pipelines > 1:
+        rows = slice(input_pipeline_id * per_pipeline, (input_pipeline_id + 1) * per_pipeline)
+        batches = batches.map(lambda records, flips: (records[rows], flips[rows]))
+
+    def to_images(records, flips):
+        pixels = _decode_batch(records, resolution, channels)
+        if mirror_augment:
+            # Flip while still uint8: a quarter of the bytes of the float32 images.
+            pixels = tf.where(flips[:, None, None, None], tf.reverse(pixels, axis=[2]), pixels)
+        images = tf.cast(pixels, tf.float32) * (1.0 / 127.5) - 1.0
+        return tf.ensure_shape(images, [per_pipeline, resolution, resolution, channels])
+
+    images = batches.map(to_images, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    if num_input_pipelines > 1:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return images.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def iterate_images(
+    pyramid_dir: str, resolution: int, batch_size: int, limit: Optional[int] = None
+) -> Iterator[np.ndarray]:
+    """Yields a level's images in record order, without augmentation.
+
+    Args:
+      pyramid_dir: a pyramid directory.
+      resolution: which level to read.
+      batch_size: images per yielded batch (the last one may be smaller).
+      limit: stop after this many images (default: all).
+
+    Yields:
+      uint8 numpy arrays [n, R, R, C].
+    """
+    if batch_size < 1:
+        raise UserInputError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    manifest = load_manifest(pyramid_dir)
+    paths = _level_files(pyramid_dir, _level(manifest, pyramid_dir, resolution))
+    records = tf.data.TFRecordDataset(paths, buffer_size=1 << 20)
+    if limit is not None:
+        records = records.take(limit)
+    channels = manifest["channels"]
+    batches = records.batch(batch_size).map(
+        lambda batch: _decode_batch(batch, resolution, channels), num_parallel_calls=tf.data.AUTOTUNE)
+    yield from batches.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
