@@ -65,7 +65,7 @@ flags.DEFINE_float("sample_kimg", 50.0, "Write sample grids every this many kimg
 flags.DEFINE_float("checkpoint_kimg", 100.0, "Checkpoint every this many kimg (0: phase ends only).", lower_bound=0.0)
 flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept (0: all).", lower_bound=0)
 flags.DEFINE_string("resume", "latest", "'latest' (in --run_dir), 'none', or a checkpoint path.")
-flags.DEFINE_integer("grid_size", 32, "Images in sample grids.", lower_bound=1)
+flags.DEFINE_integer("grid_size", 36, "Images in sample grids.", lower_bound=1)
 flags.DEFINE_bool("export_at_end", True, "Export the EMA generator when training ends.")
 
 # Export / generate / evaluate / explain.
@@ -79,6 +79,23 @@ flags.DEFINE_list("metrics", ["swd", "msssim"], "Metrics to evaluate: swd, msssi
 flags.DEFINE_string("real_dir", None, "Real images for evaluate: a pyramid or a folder (default: --data_dir).")
 flags.DEFINE_string("fake_dir", None, "Fake images for evaluate: a folder, instead of a generator.")
 flags.DEFINE_string("inception_weights", None, "Local Inception-v3 weights file for FID (no downloads).")
+flags.DEFINE_integer("walk_keyframes", 4, "generate: latents the looping GIF walk passes through.", lower_bound=2)
+flags.DEFINE_integer("gif_frame_ms", 80, "generate: milliseconds per GIF frame.", lower_bound=10, upper_bound=10000)
+flags.DEFINE_list(
+    "explain_methods", ["saliency", "gradcam"], "explain: maps to draw: saliency, smoothgrad, gradcam, gradcam++."
+)
+flags.DEFINE_float("eval_kimg", 0.0, "Small-sample SWD during training every this many kimg (0: off).", lower_bound=0.0)
+flags.DEFINE_integer("eval_num_images", 256, "Images per side of the periodic SWD (--eval_kimg).", lower_bound=2)
+flags.register_validator(
+    "explain_methods",
+    lambda names: bool(names) and all(n in ("saliency", "smoothgrad", "gradcam", "gradcam++") for n in names),
+    message="--explain_methods must be a non-empty list of saliency, smoothgrad, gradcam, gradcam++.",
+)
+flags.register_validator(
+    "interpolation_steps",
+    lambda steps: steps != 1,
+    message="--interpolation_steps must be 0 (off) or >= 2 (an interpolation has two ends).",
+)
 
 
 def _parse_resolution_map(entries, flag_name, cast):
@@ -86,16 +103,13 @@ def _parse_resolution_map(entries, flag_name, cast):
     for entry in entries:
         key, sep, value = entry.partition(":")
         try:
-            resolution = int(key)
-            parsed_value = cast(value)
+            if not sep:
+                raise ValueError(entry)
+            resolution, parsed_value = int(key), cast(value)
         except ValueError:
             raise UserInputError(
                 f"--{flag_name} entries must look like RESOLUTION:VALUE. Received: {flag_name}={','.join(entries)}"
             ) from None
-        if not sep:
-            raise UserInputError(
-                f"--{flag_name} entries must look like RESOLUTION:VALUE. Received: {flag_name}={','.join(entries)}"
-            )
         resolution_log2(resolution, name=f"{flag_name} resolution")
         if parsed_value <= 0:
             raise UserInputError(f"--{flag_name} values must be positive. Received: {entry}")
@@ -162,4 +176,6 @@ def train_config_from_flags(values=FLAGS):
         grid_size=values.grid_size,
         export_at_end=values.export_at_end,
         deterministic=values.deterministic,
+        eval_kimg=values.eval_kimg,
+        eval_num_images=values.eval_num_images,
     )

@@ -177,8 +177,12 @@ class ProGAN(keras.Model):
             Dict of per-replica scalars: losses, penalty, scores and finite flags.
         """
         context = tf.distribute.get_replica_context()
-        per_replica = reals.shape[0]
-        global_batch = per_replica * context.num_replicas_in_sync
+        global_batch = self.phase.batch_size
+        per_replica = global_batch // context.num_replicas_in_sync
+        # A multi-worker distributed iterator reports the batch dimension as unknown; the step
+        # needs it static (noise rows, minibatch-stddev groups, per-replica means).
+        size, channels = self.phase.resolution, self.network_config.num_channels
+        reals = tf.ensure_shape(reals, (per_replica, size, size, channels))
         latent_shape = (global_batch, self.network_config.latent_size)
         d_latents = self._noise(_NOISE_D_LATENTS, latent_shape, per_replica, tf.random.stateless_normal)
         g_latents = self._noise(_NOISE_G_LATENTS, latent_shape, per_replica, tf.random.stateless_normal)

@@ -10,6 +10,7 @@ import json
 import pathlib
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -17,6 +18,7 @@ from progan_tf import checkpoint as ckpt_lib
 from progan_tf import data as data_lib
 from progan_tf import distribute, export, images
 from progan_tf.errors import UserInputError
+from progan_tf.metrics.periodic import small_swd
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
 from progan_tf.schedule import ScheduleConfig, format_schedule, phase_at
@@ -46,9 +48,11 @@ class TrainConfig:
     checkpoint_kimg: float = 100.0
     keep_checkpoints: int = 5
     resume: str = "latest"  # "latest", "none" or a checkpoint path
-    grid_size: int = 32
+    grid_size: int = 36
     export_at_end: bool = True
     deterministic: bool = False
+    eval_kimg: float = 0.0  # small-sample SWD every this many kimg (0: off)
+    eval_num_images: int = 256
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, default=str)
@@ -201,6 +205,9 @@ def train(config, strategy=None):
         (run_dir / "schedule.txt").write_text(format_schedule(config.schedule) + "\n")
     logger = RunLogger(run_dir, chief)
     replicas = strategy.num_replicas_in_sync
+    # The initial weights come from Keras' global RNG: seed it so that every worker, and a rerun
+    # with the same --seed, starts from the same networks.
+    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = ProGAN(
             config.network,
@@ -279,6 +286,11 @@ def train(config, strategy=None):
                 meter.reset(images_shown)
             if chief and (crossed(kimg_before, kimg, config.sample_kimg) or phase_done):
                 write_samples(model, logger, samples_dir, grid_latents, images_shown)
+            if chief and crossed(kimg_before, kimg, config.eval_kimg):
+                evaluation = small_swd(model.gs_model, config.data_dir, phase.resolution, config.eval_num_images, config.seed)
+                if evaluation:
+                    logger.stats({"kimg": round(kimg, 3), **evaluation}, images_shown)
+                    logger.line(f"eval kimg {kimg:9.3f}  swd_avg {evaluation['eval_swd_avg']:.3f}  ({evaluation['eval_sec']} s)")
             if chief and (crossed(kimg_before, kimg, config.checkpoint_kimg) or phase_done):
                 ckpt_lib.save_checkpoint(checkpoint_dir, model, meta(), keep=config.keep_checkpoints)
     if chief and config.export_at_end and model.phase is not None:

@@ -29,7 +29,6 @@ NUM_REPEATS = 4
 DIRECTIONS_PER_REPEAT = 128
 SWD_SCALE = 1e3
 BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-_HAS_GPU = bool(tf.config.list_logical_devices("GPU"))
 
 
 def _separable_filter(images, kernel_1d):
@@ -187,7 +186,9 @@ def _sorted_projections(descriptors, mean, std, directions, channels, chunk_rows
         projections.append(tf.matmul((chunk - mean_vec) / std_vec, dirs))
     projections = tf.concat(projections, axis=0)
     # tf.sort is fast on a GPU but ~6x slower than NumPy's sort on CPU (it is built on top_k).
-    if _HAS_GPU:
+    # Asked here, not at import: listing devices starts the TF runtime, after which a
+    # MultiWorkerMirroredStrategy can no longer be created.
+    if tf.config.list_logical_devices("GPU"):
         return tf.sort(projections, axis=0).numpy()
     return np.sort(projections.numpy(), axis=0)
 

@@ -1,0 +1,290 @@
+"""`--mode=generate`: images, a grid, a latent interpolation strip and a looping GIF walk.
+
+The generator comes from an exported SavedModel (`serve` endpoint) or from a run's checkpoint (its
+EMA generator at the checkpoint's stage); both are wrapped as a `Generator`, a callable float32
+latents -> uint8 NHWC images, so the writers below do not care where the images come from.
+
+Latents are `export.seeded_latents(seed, n, latent_size)`, the ones the SavedModel's
+`generate_from_seed(seed, n)` endpoint draws, so the same `--generate_seed` gives the same images
+from a checkpoint and from its export. Interpolation is spherical (slerp) between latents
+normalised to the radius sqrt(latent_size) (where standard-normal latents concentrate; ProGAN's
+generator pixel-normalises its latents to that radius anyway), so every frame is a typical latent.
+
+Library use:
+    >>> generator = load_generator(run_dir="runs/celebahq-1024")
+    >>> written = generate_outputs(generator, "out", num_images=16, seed=0, interpolation_steps=30)
+"""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from progan_tf import images as images_lib
+from progan_tf.errors import UserInputError
+
+# Grid, strip and GIF tiles are enlarged (nearest neighbour) to at least this many pixels.
+DISPLAY_MIN_SIZE = 128
+
+
+@dataclasses.dataclass
+class Generator:
+    """A generator as a plain callable: float32 latents (N, latent_size) -> uint8 (N, R, R, C).
+
+    Attributes:
+        fn: the callable (a SavedModel endpoint or a wrapped Keras model).
+        latent_size: the latent dimension.
+        resolution: the image size.
+        description: where it came from, for logs and result files.
+        kimg: thousands of images the generator was trained on (None for a SavedModel).
+    """
+
+    fn: object
+    latent_size: int
+    resolution: int
+    description: str
+    kimg: float = None
+
+    def __call__(self, latents, batch_size=64):
+        latents = np.asarray(latents, dtype=np.float32)
+        if latents.ndim != 2 or latents.shape[1] != self.latent_size:
+            raise UserInputError(
+                f"latents must be shaped (N, {self.latent_size}). Received: shape={latents.shape}"
+            )
+        outputs = [np.asarray(self.fn(latents[i : i + batch_size])) for i in range(0, len(latents), batch_size)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
+
+
+def generator_from_keras(model, description="keras model", kimg=None):
+    """Wraps a per-stage generator `keras.Model` (latents -> images in [-1, 1]) as a `Generator`."""
+
+    def fn(latents):
+        return images_lib.to_uint8(model(latents, training=False))
+
+    return Generator(fn, int(model.input_shape[-1]), int(model.output_shape[1]), description, kimg)
+
+
+def load_savedmodel(path):
+    """A `Generator` from a SavedModel written by `progan_tf.export` (only TensorFlow needed)."""
+    import tensorflow as tf
+
+    path = pathlib.Path(path).expanduser()
+    if not (path / "saved_model.pb").is_file():
+        raise UserInputError(
+            f"not a SavedModel directory (no saved_model.pb); expected the folder written by --mode=export or "
+            f"<run_dir>/export. Received: savedmodel={str(path)!r}"
+        )
+    try:
+        loaded = tf.saved_model.load(str(path))
+        serve = loaded.serve
+        latent_size = int(serve.input_signature[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError, OSError, tf.errors.OpError) as error:
+        raise UserInputError(
+            f"could not load a progan-tf generator with a `serve(latents)` endpoint from the SavedModel "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+            f"Received: savedmodel={str(path)!r}"
+        ) from None
+    probe = serve(tf.zeros((1, latent_size), tf.float32))
+    resolution = int(probe.shape[1])
+
+    def fn(latents):
+        return serve(tf.convert_to_tensor(latents, tf.float32)).numpy()
+
+    generator = Generator(fn, latent_size, resolution, f"SavedModel {path}")
+    generator.loaded = loaded  # keep the restored object (and its variables) alive
+    return generator
+
+
+def load_run_generator(run_dir, checkpoint=None):
+    """(Generator of the run's EMA generator at the checkpoint's stage, model, config, checkpoint)."""
+    from progan_tf import runs
+
+    model, config, saved = runs.load_trained_model(run_dir, checkpoint)
+    kimg = saved.images_shown / 1000
+    generator = generator_from_keras(model.gs_model, f"EMA generator of {saved.path} (kimg {kimg:.3f})", kimg)
+    return generator, model, config, saved
+
+
+def load_generator(savedmodel=None, run_dir=None, checkpoint=None):
+    """A `Generator` from `savedmodel`, else from `run_dir` / `checkpoint`; a UserInputError if neither."""
+    if savedmodel:
+        return load_savedmodel(savedmodel)
+    if run_dir:
+        return load_run_generator(run_dir, checkpoint)[0]
+    raise UserInputError(
+        "give a generator: --savedmodel=DIR (an export) or --run_dir=DIR [--checkpoint=FILE]. "
+        "Received: savedmodel=None, run_dir=None"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Latents.
+
+
+def seeded_latents(seed, num_images, latent_size):
+    """The standard-normal latents the SavedModel's `generate_from_seed(seed, num_images)` uses."""
+    from progan_tf import export
+
+    return export.seeded_latents(int(seed), int(num_images), int(latent_size)).numpy()
+
+
+def normalize_latents(latents):
+    """Scales each latent (last axis) to norm sqrt(latent_size), the typical norm of N(0, I) draws."""
+    latents = np.asarray(latents, dtype=np.float64)
+    norms = np.linalg.norm(latents, axis=-1, keepdims=True)
+    return (latents / np.maximum(norms, 1e-12) * np.sqrt(latents.shape[-1])).astype(np.float32)
+
+
+def slerp(a, b, t):
+    """Spherical interpolation between vectors `a` and `b` (same norm) at fractions `t`.
+
+    Args:
+        a, b: (D,) arrays.
+        t: scalar or (T,) array in [0, 1]; t=0 gives exactly `a`, t=1 exactly `b`.
+
+    Returns:
+        (T, D) float32 array (or (D,) for a scalar t). Falls back to linear interpolation when the
+        vectors are (anti)parallel to within float precision.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    t_arr = np.atleast_1d(np.asarray(t, np.float64))[:, None]
+    cos = np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        out = (1.0 - t_arr) * a + t_arr * b
+    else:
+        out = (np.sin((1.0 - t_arr) * omega) * a + np.sin(t_arr * omega) * b) / np.sin(omega)
+    out = out.astype(np.float32)
+    return out if np.ndim(t) else out[0]
+
+
+def interpolation_latents(start, end, steps):
+    """`steps` latents from normalised `start` to normalised `end`, both ends included (t evenly spaced)."""
+    if steps < 2:
+        raise UserInputError(f"an interpolation needs at least 2 frames. Received: interpolation_steps={steps}")
+    start, end = normalize_latents(start), normalize_latents(end)
+    return slerp(start, end, np.linspace(0.0, 1.0, steps))
+
+
+def walk_latents(keyframes, steps_per_segment):
+    """A closed loop through normalised `keyframes`: K segments of `steps_per_segment` frames each.
+
+    Each segment slerps from keyframe k to keyframe (k + 1) mod K with cosine easing (zero speed at
+    the keyframes, so the motion has no kinks where segments meet). The end of a segment is the
+    start of the next, so it is not repeated: the frames loop seamlessly; frame k * steps is
+    keyframe k exactly.
+
+    Returns:
+        (K * steps_per_segment, D) float32 latents.
+    """
+    keyframes = normalize_latents(keyframes)
+    if len(keyframes) < 2 or steps_per_segment < 1:
+        raise UserInputError(
+            f"a latent walk needs >= 2 keyframes and >= 1 step per segment. "
+            f"Received: keyframes={len(keyframes)}, steps={steps_per_segment}"
+        )
+    fractions = np.arange(steps_per_segment) / steps_per_segment
+    eased = 0.5 - 0.5 * np.cos(np.pi * fractions)
+    segments = [slerp(keyframes[k], keyframes[(k + 1) % len(keyframes)], eased) for k in range(len(keyframes))]
+    return np.concatenate(segments)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers.
+
+
+def display(image, min_size=DISPLAY_MIN_SIZE):
+    """Nearest-neighbour enlargement of one (H, W, C) uint8 image for viewing."""
+    return images_lib.upscale_nearest(np.asarray(image), min_size)
+
+
+def save_strip(path, frames, min_size=DISPLAY_MIN_SIZE):
+    """Writes frames (N, R, R, C) side by side in one row as a PNG; returns the path."""
+    frames = np.stack([display(frame, min_size) for frame in frames])
+    return images_lib.save_png(path, images_lib.make_grid(frames, columns=len(frames)))
+
+
+def save_gif(path, frames, frame_ms=80, min_size=DISPLAY_MIN_SIZE):
+    """Writes uint8 frames (N, R, R, 1|3) as an endlessly looping animated GIF; returns the path.
+
+    PIL's GIF writer, with every frame kept (no merging of identical frames) and its own palette.
+    """
+    from PIL import Image
+
+    path = pathlib.Path(path)
+    pictures = []
+    for frame in frames:
+        frame = display(frame, min_size)
+        pictures.append(Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame))
+    if not pictures:
+        raise UserInputError("a GIF needs at least one frame. Received: frames=0")
+    temporary = path.with_name(path.name + ".tmp")
+    pictures[0].save(
+        temporary, format="GIF", save_all=True, append_images=pictures[1:], duration=int(frame_ms), loop=0,
+        optimize=False, disposal=1,
+    )
+    temporary.replace(path)
+    return path
+
+
+def generate_outputs(generator, output_dir, num_images=16, seed=0, interpolation_steps=0, walk_keyframes=4,
+                     frame_ms=80):
+    """Writes the images, a grid, and (if `interpolation_steps`) an interpolation strip and a GIF walk.
+
+    Files in `output_dir` (created):
+        image-0000.png ...    `num_images` images at the generator's resolution, latents
+                              `seeded_latents(seed, num_images)`.
+        grid.png              those images tiled (enlarged to >= 128 px per tile).
+        interpolation.png     `interpolation_steps` frames from latent 0 to latent 1 (slerp).
+        walk.gif              a loop through `walk_keyframes` latents, `interpolation_steps`
+                              frames per segment (walk_keyframes * interpolation_steps frames).
+
+    Returns:
+        dict name -> path (and "images": list of the image paths).
+    """
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    latents = seeded_latents(seed, max(num_images, 2), generator.latent_size)
+    pictures = generator(latents[:num_images])
+    written = {"images": [images_lib.save_png(output_dir / f"image-{i:04d}.png", p) for i, p in enumerate(pictures)]}
+    grid = images_lib.make_grid(np.stack([display(p) for p in pictures]))
+    written["grid"] = images_lib.save_png(output_dir / "grid.png", grid)
+    if interpolation_steps:
+        strip = generator(interpolation_latents(latents[0], latents[1], interpolation_steps))
+        written["interpolation"] = save_strip(output_dir / "interpolation.png", strip)
+        # Keyframes from a separate stream of the same seed, so the walk differs from the strip.
+        keyframes = seeded_latents(seed + 1, walk_keyframes, generator.latent_size)
+        frames = generator(walk_latents(keyframes, interpolation_steps))
+        written["walk"] = save_gif(output_dir / "walk.gif", frames, frame_ms=frame_ms)
+    return written
+
+
+def run_from_flags(FLAGS):
+    """`main.py --mode=generate`: from --savedmodel or --run_dir [--checkpoint]."""
+    if FLAGS.savedmodel:
+        generator = load_savedmodel(FLAGS.savedmodel)
+        default_dir = pathlib.Path(FLAGS.run_dir) / "generated" if FLAGS.run_dir else pathlib.Path("generated")
+    elif FLAGS.run_dir:
+        generator = load_run_generator(FLAGS.run_dir, FLAGS.checkpoint)[0]
+        default_dir = pathlib.Path(FLAGS.run_dir) / f"generated-kimg{generator.kimg:010.3f}"
+    else:
+        raise UserInputError(
+            "--mode=generate needs a generator: --savedmodel=DIR (an export) or --run_dir=DIR "
+            "[--checkpoint=FILE]. Received: savedmodel=None, run_dir=None"
+        )
+    output_dir = pathlib.Path(FLAGS.output_dir) if FLAGS.output_dir else default_dir
+    written = generate_outputs(
+        generator,
+        output_dir,
+        num_images=FLAGS.num_images,
+        seed=FLAGS.generate_seed,
+        interpolation_steps=FLAGS.interpolation_steps,
+        walk_keyframes=FLAGS.walk_keyframes,
+        frame_ms=FLAGS.gif_frame_ms,
+    )
+    print(f"generated {len(written['images'])} images ({generator.resolution}x{generator.resolution}) "
+          f"with the {generator.description}, seed {FLAGS.generate_seed}, into {output_dir}")
+    for key in ("grid", "interpolation", "walk"):
+        if key in written:
+            print(f"  {key}: {written[key]}")
+    return written

@@ -1,0 +1,201 @@
+"""Shared helpers of the training tests, and a script that trains and saves the final weights.
+
+Script use (in a subprocess; logical devices must be configured before TensorFlow starts):
+
+    python -m tests.helpers_training SPEC.json
+
+SPEC holds {"logical_cpus": int or null, "runs": [RUN, ...]} and each RUN holds
+{"config": TrainConfig kwargs (with "network" and "schedule" as dicts), "devices": null (the
+default strategy of `distribute.make_strategy`, e.g. from TF_CONFIG) or a list of device names
+for a MirroredStrategy, "out": path of an .npz of the final weights}. Every worker writes its
+own .npz (only the chief writes checkpoints).
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+NETWORK_NAMES = ("generator", "discriminator", "ema_generator")
+
+
+def subprocess_env(**extra):
+    """The environment of a test subprocess: quiet TF, the repo importable, no cluster, no GPU."""
+    env = dict(os.environ)
+    env.pop("TF_CONFIG", None)
+    env.update(
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        CUDA_VISIBLE_DEVICES="",
+        # Two cores are shared by everything: one compute thread per op keeps processes from
+        # oversubscribing them (inter-op threads stay at the default: collectives need them).
+        TF_NUM_INTRAOP_THREADS="1",
+    )
+    env.update(extra)
+    return env
+
+
+def build_tiny_pyramid(output_dir, resolution=16, num_images=128):
+    from datasets.build import build_pyramid
+
+    build_pyramid("synthetic", str(output_dir), resolution, num_images=num_images, progress=False)
+    return pathlib.Path(output_dir)
+
+
+def main_flags(data_dir, run_dir, **overrides):
+    """`main.py` flags of a tiny 4 -> 8 -> 16 run (widths 16, batch 8, 128-image phases)."""
+    flags = dict(
+        data_dir=data_dir,
+        run_dir=run_dir,
+        resolution=16,
+        latent_size=16,
+        fmap_base=64,
+        fmap_max=16,
+        stabilize_kimg=0.128,
+        transition_kimg=0.128,
+        total_kimg=0.64,
+        batch_size=8,
+        tick_kimg=0.064,
+        sample_kimg=0.256,
+        checkpoint_kimg=0.064,
+        grid_size=4,
+        seed=1234,
+    )
+    flags.update(overrides)
+    args = []
+    for key, value in flags.items():
+        if isinstance(value, bool):
+            args.append(f"--{key}" if value else f"--no{key}")
+        else:
+            args.append(f"--{key}={value}")
+    return args
+
+
+def main_command(*flag_args):
+    return [sys.executable, str(REPO_ROOT / "main.py"), *flag_args]
+
+
+def run_checked(command, timeout=300, env=None):
+    """Runs a command to completion; fails the test with its output if it fails."""
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"command failed ({result.returncode}): {' '.join(map(str, command))}\n"
+            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def short_train_spec(data_dir, run_dir, **overrides):
+    """TrainConfig kwargs of a short 4x4 -> 8x8 fade run (minibatch-stddev group 1: with groups of
+    several samples the groups depend on how the batch is split over replicas, as in the paper)."""
+    spec = dict(
+        data_dir=str(data_dir),
+        run_dir=str(run_dir),
+        network=dict(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, mbstd_group_size=1),
+        schedule=dict(stabilize_kimg=0.032, transition_kimg=0.032, total_kimg=0.056, default_batch_size=8),
+        seed=11,
+        tick_kimg=0.016,
+        sample_kimg=0,
+        checkpoint_kimg=0,
+        grid_size=4,
+        deterministic=True,
+        export_at_end=False,
+    )
+    spec.update(overrides)
+    return spec
+
+
+def checkpoint_weights(path):
+    """{key: array} of a checkpoint's networks and optimizers (everything but the metadata)."""
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files if key != "meta"}
+
+
+def checkpoint_meta(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return json.loads(str(archive["meta"]))
+
+
+def max_abs_difference(a, b):
+    """Largest |a - b| over two {key: array} dicts with the same keys and shapes."""
+    assert sorted(a) == sorted(b), (sorted(a), sorted(b))
+    worst = 0.0
+    for key in a:
+        assert a[key].shape == b[key].shape, key
+        worst = max(worst, float(np.max(np.abs(a[key].astype(np.float64) - b[key].astype(np.float64)), initial=0.0)))
+    return worst
+
+
+def wait_for(predicate, process, timeout, poll=0.01):
+    """Polls `predicate()` until it returns a truthy value; fails if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process.poll() is not None:
+            raise AssertionError(f"process exited ({process.returncode}) before the condition held")
+        time.sleep(poll)
+    raise AssertionError("timed out waiting")
+
+
+def kill_process(process):
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# The training script.
+
+
+def _train_config(spec):
+    from progan_tf.networks import NetworkConfig
+    from progan_tf.schedule import ScheduleConfig
+    from progan_tf.training import TrainConfig
+
+    spec = dict(spec)
+    network = NetworkConfig(**spec.pop("network"))
+    schedule = dict(spec.pop("schedule"))
+    for key in ("batch_sizes", "learning_rates"):
+        schedule[key] = tuple(tuple(pair) for pair in schedule.get(key, ()))
+    return TrainConfig(network=network, schedule=ScheduleConfig(final_resolution=network.resolution, **schedule), **spec)
+
+
+def _script(spec_path):
+    spec = json.loads(pathlib.Path(spec_path).read_text())
+    import tensorflow as tf
+
+    if spec.get("logical_cpus"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(spec["logical_cpus"])]
+        )
+    from progan_tf import training
+
+    for run in spec["runs"]:
+        devices = run.get("devices")
+        strategy = tf.distribute.MirroredStrategy(devices) if devices else None
+        model = training.train(_train_config(run["config"]), strategy=strategy)
+        arrays = {"images_shown": np.array(int(model.images_shown.numpy()))}
+        for name in NETWORK_NAMES:
+            for index, value in enumerate(model.networks[name].get_weight_values()):
+                arrays[f"{name}/{index:04d}"] = value
+        for name in ("g_optimizer", "d_optimizer"):
+            for index, variable in enumerate(getattr(model, name).variables):
+                arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
+        np.savez(run["out"], **arrays)
+        print(f"saved {run['out']}", flush=True)
+
+
+if __name__ == "__main__":
+    _script(sys.argv[1])

@@ -1,0 +1,205 @@
+"""--mode=generate: the SavedModel and the checkpoint's EMA generator agree; strips, walks and files.
+
+`tiny_run` (also used by test_explain.py and test_metrics_cli.py) writes a real run directory
+without training: config.json, two checkpoints (16x16 fade-in at alpha 0.5, 16x16 stabilised) and
+the export of the EMA generator. The EMA weights are perturbed away from G's so that using the raw
+generator instead of the EMA one would show.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+LATENT_SIZE = 16
+RESOLUTION = 16
+_RUNS = {}
+
+
+def tiny_run(tmp_path_factory):
+    """(run_dir, data_dir) of a 16x16 run; built once per test process."""
+    if "run" in _RUNS:
+        return _RUNS["run"]
+    from datasets.build import build_pyramid
+    from progan_tf import checkpoint as ckpt_lib
+    from progan_tf import export
+    from progan_tf.networks import NetworkConfig
+    from progan_tf.progan import ProGAN
+    from progan_tf.schedule import ScheduleConfig, phase_at
+    from progan_tf.training import TrainConfig
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data_dir, run_dir = root / "data", root / "run"
+    build_pyramid("synthetic", str(data_dir), RESOLUTION, num_images=64, num_workers=0, progress=False)
+    network = NetworkConfig(resolution=RESOLUTION, latent_size=LATENT_SIZE, fmap_base=64, fmap_max=16)
+    schedule = ScheduleConfig(final_resolution=RESOLUTION, stabilize_kimg=0.128, transition_kimg=0.128,
+                              total_kimg=0.64, default_batch_size=8)
+    config = TrainConfig(data_dir=str(data_dir), run_dir=str(run_dir), network=network, schedule=schedule, seed=3)
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(config.to_json())
+    model = ProGAN(network, seed=config.seed)
+    rng = np.random.default_rng(0)
+    model.ema_generator.set_weight_values(
+        [w + 0.3 * np.std(w) * rng.standard_normal(w.shape).astype(w.dtype) if w.ndim else w
+         for w in model.generator.get_weight_values()]
+    )
+    for images_shown in (448, 640):  # 16x16 fade-in (alpha 0.5), then the final stabilised stage
+        phase = phase_at(schedule, images_shown - 1)
+        model.images_shown.assign(images_shown)
+        model.start_phase(phase)
+        meta = {"images_shown": images_shown, "phase_index": phase.index, "phase_begin_images": phase.start_images}
+        ckpt_lib.save_checkpoint(run_dir / "checkpoints", model, meta, keep=0)
+    export.export_generator(model.gs_model, run_dir / "export", LATENT_SIZE)
+    _RUNS["run"] = (run_dir, data_dir)
+    return _RUNS["run"]
+
+
+def subprocess_env():
+    env = dict(os.environ)
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    return env
+
+
+def run_main(*args, timeout=240):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), *args], cwd=REPO_ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def main_in_process(capsys, *args):
+    """Runs main.py's `main` in this process with `args` as flags; returns (exit code, stderr)."""
+    import main as main_module
+    from progan_tf.flags import FLAGS
+
+    FLAGS.unparse_flags()
+    try:
+        FLAGS(["main.py", *args])
+        code = main_module.main(["main.py"])
+    finally:
+        FLAGS.unparse_flags()
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return tiny_run(tmp_path_factory)
+
+
+def test_savedmodel_matches_the_checkpoints_ema_generator(run):
+    from progan_tf import generate, images
+
+    run_dir, _ = run
+    from_run, model, _, saved = generate.load_run_generator(run_dir)
+    from_export = generate.load_savedmodel(run_dir / "export")
+    assert saved.images_shown == 640
+    assert (from_run.latent_size, from_run.resolution) == (from_export.latent_size, from_export.resolution) == (16, 16)
+    latents = generate.seeded_latents(5, 12, LATENT_SIZE)
+    a, b = from_run(latents, batch_size=5), from_export(latents)
+    assert a.dtype == b.dtype == np.uint8 and a.shape == (12, 16, 16, 3)
+    assert np.abs(a.astype(int) - b).max() <= 1
+    # The export's own seeded endpoint draws the same latents.
+    seeded = from_export.loaded.generate_from_seed(np.int64(5), np.int32(12)).numpy()
+    assert np.abs(seeded.astype(int) - b).max() <= 1
+    # ... and it is the EMA generator, not the raw one.
+    raw = images.to_uint8(model.g_model(latents, training=False))
+    assert np.abs(raw.astype(int) - a).max() > 10
+
+
+def test_slerp_and_walk_latents():
+    from progan_tf import generate
+
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(8), rng.standard_normal(8)
+    frames = generate.interpolation_latents(a, b, 7)
+    na, nb = generate.normalize_latents(a), generate.normalize_latents(b)
+    np.testing.assert_array_equal(frames[0], na)
+    np.testing.assert_array_equal(frames[-1], nb)
+    np.testing.assert_allclose(np.linalg.norm(frames, axis=1), np.sqrt(8), rtol=1e-5)  # stays on the sphere
+    angles = np.arccos(np.clip(np.sum(frames[:-1] * frames[1:], axis=1) / 8, -1, 1))
+    np.testing.assert_allclose(angles, angles[0], rtol=1e-4)  # constant angular speed
+    keys = rng.standard_normal((3, 8))
+    walk = generate.walk_latents(keys, 5)
+    assert walk.shape == (15, 8)
+    np.testing.assert_allclose(walk[::5], generate.normalize_latents(keys), rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(walk, axis=1), np.sqrt(8), rtol=1e-5)
+    # Looping: the step from the last frame back to the first is no larger than the largest step.
+    steps = np.linalg.norm(np.diff(np.concatenate([walk, walk[:1]]), axis=0), axis=1)
+    assert steps[-1] <= steps.max() + 1e-6
+    with pytest.raises(ValueError):
+        generate.interpolation_latents(a, b, 1)
+
+
+def _tiles(strip, count, resolution):
+    """Cuts a strip of `count` enlarged tiles and undoes the nearest-neighbour enlargement."""
+    width = strip.shape[1] // count
+    factor = width // resolution
+    return [strip[:, i * width : (i + 1) * width][::factor, ::factor] for i in range(count)]
+
+
+def test_generate_outputs_files_strip_endpoints_and_gif(run, tmp_path):
+    from progan_tf import generate
+
+    run_dir, _ = run
+    generator = generate.load_run_generator(run_dir)[0]
+    written = generate.generate_outputs(generator, tmp_path, num_images=5, seed=2, interpolation_steps=6,
+                                        walk_keyframes=3, frame_ms=50)
+    assert [p.name for p in written["images"]] == [f"image-{i:04d}.png" for i in range(5)]
+    singles = [np.asarray(Image.open(p)) for p in written["images"]]
+    assert all(s.shape == (16, 16, 3) for s in singles)
+    latents = generate.seeded_latents(2, 5, LATENT_SIZE)
+    assert np.abs(np.stack(singles).astype(int) - generator(latents)).max() == 0
+    grid = np.asarray(Image.open(written["grid"]))
+    assert grid.shape == (2 * 128, 3 * 128, 3)
+    np.testing.assert_array_equal(grid[::8, ::8][:16, :16], singles[0])
+
+    strip = np.asarray(Image.open(written["interpolation"]))
+    tiles = _tiles(strip, 6, 16)
+    # Endpoints are the first two images (latents normalised: the generator pixel-normalises anyway).
+    assert np.abs(tiles[0].astype(int) - singles[0]).max() <= 1
+    assert np.abs(tiles[-1].astype(int) - singles[1]).max() <= 1
+    assert np.abs(tiles[2].astype(int) - singles[0]).max() > 0  # it does move in between
+
+    with Image.open(written["walk"]) as gif:
+        assert gif.n_frames == 3 * 6
+        assert gif.info["loop"] == 0 and gif.info["duration"] == 50
+        assert gif.size == (128, 128)
+        gif.seek(0)
+        first = np.asarray(gif.convert("RGB"))[::8, ::8]
+    keyframe = generator(generate.normalize_latents(generate.seeded_latents(3, 3, LATENT_SIZE))[:1])[0]
+    # GIF palettes quantise colours; the first frame is keyframe 0 up to that.
+    assert np.abs(first.astype(int) - keyframe).mean() < 6
+
+
+def test_generate_cli_from_savedmodel_and_bad_paths(run, tmp_path, capsys):
+    run_dir, _ = run
+    out = tmp_path / "out"
+    result = run_main("--mode=generate", f"--savedmodel={run_dir / 'export'}", f"--output_dir={out}",
+                      "--num_images=4", "--interpolation_steps=3", "--walk_keyframes=2", "--generate_seed=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["grid.png", "image-0000.png", "image-0001.png", "image-0002.png", "image-0003.png",
+                     "interpolation.png", "walk.gif"]
+    with Image.open(out / "walk.gif") as gif:
+        assert gif.n_frames == 6
+    # Same seed from the checkpoint (in-process): the same images up to rounding.
+    from progan_tf import generate
+
+    again = generate.generate_outputs(generate.load_run_generator(run_dir)[0], tmp_path / "again", num_images=4, seed=2)
+    for path in again["images"]:
+        diff = np.abs(np.asarray(Image.open(path)).astype(int) - np.asarray(Image.open(out / path.name)))
+        assert diff.max() <= 1
+
+    code, err = main_in_process(capsys, "--mode=generate", f"--savedmodel={tmp_path / 'missing'}")
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error: ") and "missing" in err
+    code, err = main_in_process(capsys, "--mode=generate", f"--run_dir={tmp_path}")
+    assert code == 1 and err.count("\n") == 1 and "config.json" in err
+    code, err = main_in_process(capsys, "--mode=generate")
+    assert code == 1 and "--savedmodel" in err
+    code, err = main_in_process(capsys, "--mode=generate", f"--run_dir={run_dir}",
+                                f"--checkpoint={tmp_path / 'nope.npz'}")
+    assert code == 1 and err.count("\n") == 1 and "nope.npz" in err
