@@ -263,7 +263,9 @@ def run_from_flags(FLAGS):
     """`main.py --mode=generate`: from --savedmodel or --run_dir [--checkpoint]."""
     if FLAGS.savedmodel:
         generator = load_savedmodel(FLAGS.savedmodel)
-        default_dir = pathlib.Path(FLAGS.run_dir) / "generated" if FLAGS.run_dir else pathlib.Path("generated")
+        # Beside the SavedModel (e.g. runs/demo/export -> runs/demo/export-generated).
+        savedmodel = pathlib.Path(FLAGS.savedmodel)
+        default_dir = savedmodel.with_name(savedmodel.name + "-generated")
     elif FLAGS.run_dir:
         generator = load_run_generator(FLAGS.run_dir, FLAGS.checkpoint)[0]
         default_dir = pathlib.Path(FLAGS.run_dir) / f"generated-kimg{generator.kimg:010.3f}"
