@@ -58,13 +58,10 @@ from absl import app, flags
 
 from datasets import imaging
 from progan_tf.errors import UserInputError
+from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, TFRECORD_FRAMING_BYTES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-MANIFEST_NAME = "manifest.json"
 RECORD_NAMES_FILE = "records.txt"
-FORMAT_NAME = "progan-tf-pyramid"
-FORMAT_VERSION = 1
-TFRECORD_FRAMING_BYTES = 16
 # Automatic sharding aims for shards of about this size (a whole low-resolution level fits in one).
 DEFAULT_SHARD_BYTES = 256 << 20
 # Each worker task carries about this many bytes of output (bounds memory and keeps workers busy).

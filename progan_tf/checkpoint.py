@@ -72,6 +72,8 @@ def save_checkpoint(directory, model, meta, keep=5):
         for index, variable in enumerate(optimizer.variables):
             arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
     arrays["meta"] = np.array(json.dumps({**meta, "format_version": FORMAT_VERSION}))
+    for stale in directory.glob("ckpt-*.npz.tmp"):  # left by a run killed while writing
+        stale.unlink()
     path = checkpoint_path(directory, meta["images_shown"])
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as handle:
@@ -79,6 +81,11 @@ def save_checkpoint(directory, model, meta, keep=5):
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    directory_fd = os.open(directory, os.O_RDONLY)  # make the rename itself durable
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
     if keep:
         for old in list_checkpoints(directory)[:-keep]:
             old.unlink()

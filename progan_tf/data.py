@@ -34,11 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf.errors import UserInputError
-
-MANIFEST_NAME = "manifest.json"
-FORMAT_NAME = "progan-tf-pyramid"
-FORMAT_VERSION = 1
-TFRECORD_FRAMING_BYTES = 16
+from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME
 # Default shuffle window: as many records as fit in this many bytes (capped at the level size).
 DEFAULT_SHUFFLE_BYTES = 256 << 20
 _REQUIRED_KEYS = ("name", "resolutions", "channels", "num_images", "levels", "record_names_file")

@@ -13,9 +13,7 @@ import pathlib
 import keras
 import tensorflow as tf
 
-
-def _to_uint8(images):
-    return tf.cast(tf.clip_by_value(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+from progan_tf.images import to_uint8_tensor
 
 
 def seeded_latents(seed, num_images, latent_size):
@@ -41,7 +39,7 @@ def export_generator(generator_model, export_dir, latent_size):
     archive.track(generator_model)
 
     def serve(latents):
-        return _to_uint8(generator_model(latents, training=False))
+        return to_uint8_tensor(generator_model(latents, training=False))
 
     def generate_from_seed(seed, num_images):
         return serve(seeded_latents(seed, num_images, latent_size))

@@ -21,7 +21,7 @@ flags.DEFINE_bool("dry_run", False, "Print the resolved config and the schedule 
 flags.DEFINE_string("data_dir", None, "Dataset pyramid built by `python -m datasets.build`.")
 flags.DEFINE_string("run_dir", None, "Run directory (config, logs, samples, checkpoints, export).")
 flags.DEFINE_bool("mirror_augment", True, "Random horizontal flips of the real images (p=0.5).")
-flags.DEFINE_bool("deterministic", False, "Deterministic input order and TF ops (slower; for tests).")
+flags.DEFINE_bool("deterministic", False, "Deterministic TF ops (slower; the input order is always deterministic).")
 
 # Networks.
 flags.DEFINE_integer("resolution", 1024, "Final resolution, a power of two in [4, 1024].")
@@ -143,6 +143,18 @@ def schedule_config_from_flags(values=FLAGS):
     )
 
 
+def check_batch_sizes(network, schedule):
+    """Every phase's batch must split into minibatch-stddev groups (checked before any work)."""
+    for resolution in network.resolutions:
+        batch = schedule.batch_size(resolution)
+        group = min(network.mbstd_group_size, batch)
+        if batch % group:
+            raise UserInputError(
+                f"The {resolution}x{resolution} batch size must be divisible by the minibatch-stddev group "
+                f"size {group} (--mbstd_group_size). Received: batch_size={batch}"
+            )
+
+
 def default_run_dir(values=FLAGS):
     data_name = pathlib.Path(values.data_dir or "run").name
     return str(pathlib.Path("runs") / f"{data_name}-{values.resolution}")
@@ -152,11 +164,13 @@ def train_config_from_flags(values=FLAGS):
     """The validated `TrainConfig` of the parsed flags (a UserInputError names a bad flag)."""
     if not values.data_dir:
         raise UserInputError("--data_dir is required for training: a pyramid from `python -m datasets.build`. Received: data_dir=None")
+    network, schedule = network_config_from_flags(values), schedule_config_from_flags(values)
+    check_batch_sizes(network, schedule)
     return TrainConfig(
         data_dir=values.data_dir,
         run_dir=values.run_dir or default_run_dir(values),
-        network=network_config_from_flags(values),
-        schedule=schedule_config_from_flags(values),
+        network=network,
+        schedule=schedule,
         seed=values.seed,
         mirror_augment=values.mirror_augment,
         gp_weight=values.gp_weight,

@@ -3,13 +3,19 @@
 import pathlib
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 
+def to_uint8_tensor(images):
+    """Maps [-1, 1] float images to uint8 [0, 255], rounding half to even and clipping (graph op)."""
+    scaled = tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5)
+    return tf.cast(tf.clip_by_value(scaled, 0.0, 255.0), tf.uint8)
+
+
 def to_uint8(images):
-    """Maps [-1, 1] float images (any array-like) to uint8 [0, 255], rounding and clipping."""
-    images = np.asarray(images, dtype=np.float32)
-    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    """`to_uint8_tensor` as a NumPy array, for any array-like input."""
+    return to_uint8_tensor(images).numpy()
 
 
 def make_grid(images, columns=None):

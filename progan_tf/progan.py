@@ -42,7 +42,10 @@ def apply_if_finite(optimizer, grads, variables):
     local_non_finite = 1.0 - tf.cast(_all_finite(grads), tf.float32)
     finite = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, local_non_finite) < 0.5
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        optimizer.apply_gradients(zip(grads, variables))
+        # Keras' loss-scale optimizer decides from replica 0's local gradients alone; poison every
+        # replica's gradients when any replica overflowed, so all of them skip and rescale.
+        poison = tf.where(finite, 0.0, float("nan"))
+        optimizer.apply_gradients(zip([g + tf.cast(poison, g.dtype) for g in grads], variables))
         return finite
 
     def apply_in_cross_replica_context(strategy, grads, finite):
@@ -155,7 +158,7 @@ class ProGAN(keras.Model):
         phase = self.phase
         if not phase.fade_in:
             return tf.constant(1.0)
-        progress = tf.cast(images_shown - phase.start_images, tf.float32) / float(phase.end_images - phase.start_images)
+        progress = tf.cast(images_shown - phase.start_images, tf.float32) / float(phase.fade_images)
         return tf.clip_by_value(progress, 0.0, 1.0)
 
     def _noise(self, purpose, shape, per_replica, stateless_fn):

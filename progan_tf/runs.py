@@ -7,7 +7,7 @@ from progan_tf import checkpoint as ckpt_lib
 from progan_tf.errors import UserInputError
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
-from progan_tf.schedule import ScheduleConfig, phase_at
+from progan_tf.schedule import ScheduleConfig, phases
 from progan_tf.training import TrainConfig
 
 
@@ -48,7 +48,8 @@ def load_trained_model(run_dir, checkpoint=None):
     model = ProGAN(config.network, seed=config.seed)
     ckpt_lib.restore_networks(model, saved)
     model.images_shown.assign(saved.images_shown)
-    # The phase that produced the checkpoint (a phase-end checkpoint belongs to the phase it ends).
-    model.start_phase(phase_at(config.schedule, max(saved.images_shown - 1, 0)))
+    # The phase that wrote the checkpoint (a phase-end checkpoint may overshoot the phase's end
+    # by part of a batch, so the image count alone can name the next phase).
+    model.start_phase(phases(config.schedule)[int(saved.meta["phase_index"])])
     model.set_alpha(model.phase.alpha(saved.images_shown))
     return model, config, saved

@@ -58,9 +58,11 @@ class Phase:
     resolution: int
     kind: str  # STABILIZE or FADE_IN
     start_kimg: float
-    end_kimg: float  # float("inf") is never used: the last phase ends at total_kimg
+    end_kimg: float
     batch_size: int
     learning_rate: float
+    # A fade's nominal length: alpha keeps this rate even when total_kimg cuts the fade short.
+    fade_kimg: float = 0.0
 
     @property
     def start_images(self):
@@ -71,6 +73,10 @@ class Phase:
         return round(self.end_kimg * 1000)
 
     @property
+    def fade_images(self):
+        return round(self.fade_kimg * 1000)
+
+    @property
     def fade_in(self):
         return self.kind == FADE_IN
 
@@ -78,7 +84,7 @@ class Phase:
         """Weight of the newly added layers after `images_shown` images (1 outside fades)."""
         if not self.fade_in:
             return 1.0
-        progress = (images_shown - self.start_images) / (self.end_images - self.start_images)
+        progress = (images_shown - self.start_images) / self.fade_images
         return min(max(progress, 0.0), 1.0)
 
 
@@ -101,6 +107,7 @@ def phases(config):
                     end_kimg=end,
                     batch_size=config.batch_size(resolution),
                     learning_rate=config.lr(resolution),
+                    fade_kimg=config.transition_kimg if kind == FADE_IN else 0.0,
                 )
             )
             kimg = end

@@ -165,7 +165,9 @@ def _distributed_dataset(strategy, config, phase, skip_batches):
             skip_batches=skip_batches,
             num_input_pipelines=input_context.num_input_pipelines,
             input_pipeline_id=input_context.input_pipeline_id,
-            deterministic=config.deterministic,
+            # Always: input pipelines must agree on each global batch, and a resume must see the
+            # batches the interrupted run would have seen. (--deterministic adds op determinism.)
+            deterministic=True,
         )
         per_replica = input_context.get_per_replica_batch_size(phase.batch_size)
         if per_replica != phase.batch_size // input_context.num_input_pipelines:

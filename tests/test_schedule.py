@@ -184,3 +184,12 @@ def test_format_schedule_rows():
 def test_non_positive_lengths_are_rejected():
     with pytest.raises(UserInputError, match="transition_kimg"):
         ScheduleConfig(transition_kimg=0)
+
+
+def test_fade_cut_short_by_total_kimg_keeps_the_nominal_alpha_rate():
+    config = ScheduleConfig(final_resolution=16, stabilize_kimg=1, transition_kimg=1, total_kimg=1.5)
+    fade = phases(config)[-1]
+    assert (fade.resolution, fade.kind, fade.end_kimg) == (8, FADE_IN, 1.5)
+    # Half of the nominal 1-kimg fade has passed at the (truncated) end: alpha is 0.5, not 1.
+    assert fade.alpha(1500) == pytest.approx(0.5)
+    assert fade.alpha(1250) == pytest.approx(0.25)

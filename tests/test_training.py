@@ -372,3 +372,32 @@ def test_sigkill_mid_fade_then_resume_reproduces_the_uninterrupted_run(pyramid, 
         assert helpers.checkpoint_meta(_checkpoints(killed_dir)[n]) == helpers.checkpoint_meta(expected[n])
     print(f"resumed from {resume_point} images; max |resumed - uninterrupted| = {worst:.3g}")
     assert worst == 0.0
+
+
+# --- mixed precision ----------------------------------------------------------------------------
+
+
+def test_mixed_precision_step_keeps_float32_weights_and_scales_the_penalty():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, phase = _started_model(1, mixed_precision=True)  # 8x8 fade-in
+        assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer)
+        assert model.g_model.compute_dtype == "float16"
+        assert all(w.dtype == "float32" for w in model.d_model.trainable_weights)
+        images = np.random.default_rng(1).uniform(-1, 1, (BATCH, 8, 8, 3)).astype(np.float32)
+        step = model.make_distributed_step(tf.distribute.get_strategy())
+        iterator = _constant_iterator(images)
+        before = _values(model.d_model.trainable_weights)
+        finite_steps = []
+        for _ in range(4):
+            stats = step(iterator)
+            finite_steps.append(float(stats["d_finite"]))
+            # Every reported quantity is a float32 summary of a float16 network, and stays finite.
+            assert all(np.isfinite(float(v)) for v in stats.values())
+        # The dynamic loss scale starts at 2**15 and halves on overflow; updates then go through.
+        assert finite_steps[-1] == 1.0
+        after = _values(model.d_model.trainable_weights)
+        assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+        assert float(model.d_optimizer.dynamic_scale) <= 2.0**15
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -1,0 +1,60 @@
+"""Checkpoint files: round trip, pruning, crash leftovers and corrupt files."""
+
+import numpy as np
+import pytest
+
+from progan_tf import checkpoint as ckpt_lib
+from progan_tf.errors import UserInputError
+from progan_tf.networks import NetworkConfig
+from progan_tf.progan import ProGAN
+from progan_tf.schedule import ScheduleConfig, phases
+
+NETWORK = NetworkConfig(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
+PHASE = phases(ScheduleConfig(final_resolution=8, stabilize_kimg=1, transition_kimg=1, total_kimg=3, default_batch_size=4))[1]
+
+
+def started_model(seed):
+    model = ProGAN(NETWORK, seed=seed)
+    model.start_phase(PHASE)
+    rng = np.random.default_rng(seed)
+    for network in model.networks.values():
+        network.set_weight_values([rng.normal(size=v.shape).astype(v.dtype) for v in network.get_weight_values()])
+    for variable in model.d_optimizer.variables:
+        variable.assign(rng.normal(size=variable.shape).astype(variable.dtype) if variable.dtype == "float32" else variable)
+    return model
+
+
+def test_round_trip_restores_networks_and_optimizers(tmp_path):
+    source = started_model(1)
+    meta = {"images_shown": 1234, "phase_index": PHASE.index, "phase_begin_images": 1000}
+    path = ckpt_lib.save_checkpoint(tmp_path, source, meta)
+    assert path.name == "ckpt-000000001234.npz"
+    target = started_model(2)
+    saved = ckpt_lib.load_checkpoint(path)
+    ckpt_lib.restore_networks(target, saved)
+    ckpt_lib.restore_optimizers(target, saved)
+    assert saved.images_shown == 1234 and saved.meta["phase_begin_images"] == 1000
+    for name in source.networks:
+        for a, b in zip(source.networks[name].get_weight_values(), target.networks[name].get_weight_values()):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(source.d_optimizer.variables, target.d_optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_keeps_the_newest_and_removes_crash_leftovers(tmp_path):
+    model = started_model(1)
+    leftover = tmp_path / "ckpt-000000000050.npz.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    for images in (100, 200, 300):
+        ckpt_lib.save_checkpoint(tmp_path, model, {"images_shown": images, "phase_index": 1, "phase_begin_images": 0}, keep=2)
+    assert [p.name for p in ckpt_lib.list_checkpoints(tmp_path)] == ["ckpt-000000000200.npz", "ckpt-000000000300.npz"]
+    assert not leftover.exists()
+
+
+def test_truncated_checkpoint_is_one_clear_error(tmp_path):
+    path = ckpt_lib.save_checkpoint(tmp_path, started_model(1), {"images_shown": 8, "phase_index": 1, "phase_begin_images": 0})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(UserInputError, match=f"{path} is truncated or corrupt"):
+        ckpt_lib.load_checkpoint(path)
+    with pytest.raises(UserInputError, match="not found"):
+        ckpt_lib.load_checkpoint(tmp_path / "missing.npz")
