@@ -255,11 +255,6 @@ def train(config, strategy=None):
             f"phase {phase.index}: {phase.resolution}x{phase.resolution} {phase.kind} "
             f"kimg {phase.start_kimg:g}-{phase.end_kimg:g}, batch {phase.batch_size}, lr {phase.learning_rate:g}"
         )
-        meta = lambda: {  # noqa: E731
-            "images_shown": images_shown,
-            "phase_index": phase.index,
-            "phase_begin_images": phase_begin,
-        }
         while images_shown < min(phase.end_images, total_images):
             before = images_shown
             stats = step(iterator)
@@ -294,7 +289,8 @@ def train(config, strategy=None):
                     logger.stats({"kimg": round(kimg, 3), **evaluation}, images_shown)
                     logger.line(f"eval kimg {kimg:9.3f}  swd_avg {evaluation['eval_swd_avg']:.3f}  ({evaluation['eval_sec']} s)")
             if chief and (crossed(kimg_before, kimg, config.checkpoint_kimg) or phase_done):
-                ckpt_lib.save_checkpoint(checkpoint_dir, model, meta(), keep=config.keep_checkpoints)
+                position = {"images_shown": images_shown, "phase_index": phase.index, "phase_begin_images": phase_begin}
+                ckpt_lib.save_checkpoint(checkpoint_dir, model, position, keep=config.keep_checkpoints)
     if chief and config.export_at_end and model.phase is not None:
         path = export.export_generator(model.gs_model, run_dir / "export", config.network.latent_size)
         logger.line(f"exported the EMA generator to {path} (SavedModel) and {path}.keras")
