@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from progan_tf import losses
+from progan_tf.data import uint8_to_float
 from progan_tf.errors import UserInputError
 from progan_tf.networks import GrowingDiscriminator, GrowingGenerator
 
@@ -171,7 +172,8 @@ class ProGAN(keras.Model):
         return draws[start : start + per_replica]
 
     def train_step(self, reals):
-        """One iteration on this replica's real images: critic step, Gs update, generator step.
+        """One iteration on this replica's real images (uint8 [0, 255] or float [-1, 1]): critic
+        step, Gs update, generator step.
 
         Run under `strategy.run`; per-replica losses are divided by the replica count (sum over
         the replica's samples / global batch), so the all-reduced gradient is the global mean.
@@ -186,6 +188,8 @@ class ProGAN(keras.Model):
         # needs it static (noise rows, minibatch-stddev groups, per-replica means).
         size, channels = self.phase.resolution, self.network_config.num_channels
         reals = tf.ensure_shape(reals, (per_replica, size, size, channels))
+        if reals.dtype == tf.uint8:  # the training pipeline leaves the conversion to the device
+            reals = uint8_to_float(reals)
         latent_shape = (global_batch, self.network_config.latent_size)
         d_latents = self._noise(_NOISE_D_LATENTS, latent_shape, per_replica, tf.random.stateless_normal)
         g_latents = self._noise(_NOISE_G_LATENTS, latent_shape, per_replica, tf.random.stateless_normal)

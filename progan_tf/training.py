@@ -168,6 +168,7 @@ def _distributed_dataset(strategy, config, phase, skip_batches):
             # Always: input pipelines must agree on each global batch, and a resume must see the
             # batches the interrupted run would have seen. (--deterministic adds op determinism.)
             deterministic=True,
+            as_uint8=True,
         )
         per_replica = input_context.get_per_replica_batch_size(phase.batch_size)
         if per_replica != phase.batch_size // input_context.num_input_pipelines:

@@ -67,6 +67,15 @@ def test_mirror_flips_about_half_the_images_and_only_horizontally(pyramid):
     assert 0.4 < np.mean(flips) < 0.6
 
 
+def test_uint8_output_is_the_same_stream_before_scaling(pyramid):
+    pyramid_dir, _ = pyramid
+    floats = np.concatenate(take_batches(pyramid_dir, 6, seed=3))
+    pixels = np.concatenate(take_batches(pyramid_dir, 6, seed=3, as_uint8=True))
+    assert pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels, np.rint((floats + 1.0) * 127.5).astype(np.uint8))
+    np.testing.assert_allclose(data.uint8_to_float(pixels).numpy(), floats, atol=1e-6)
+
+
 def test_same_seed_same_stream_other_seed_other_stream(pyramid):
     pyramid_dir, _ = pyramid
     first = np.stack(take_batches(pyramid_dir, 6, seed=3))
