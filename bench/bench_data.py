@@ -6,7 +6,7 @@ r"""Benchmarks the dataset builder and the tf.data input pipeline.
 
 1. Builder images/s against decoding the same source images with the same number of worker
    processes and nothing else (the ratio build time / decode time; goal <= 1.5).
-2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on),
+2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8 as the trainer reads it),
    against what the trainer consumes (--trainer_images_per_second, measured by the trainer;
    goal >= 5x).
 """
@@ -55,7 +55,8 @@ def decode_only_seconds(folder, num_workers):
 
 def pipeline_images_per_second(pyramid_dir, resolution, seconds):
     batch_size = BATCH_SIZES[resolution]
-    iterator = iter(data.make_dataset(pyramid_dir, resolution, batch_size, seed=1))
+    # uint8, as the trainer reads it (the float conversion happens on its device).
+    iterator = iter(data.make_dataset(pyramid_dir, resolution, batch_size, seed=1, as_uint8=True))
     for _ in range(5):  # warm-up: first window read, autotuning
         next(iterator)
     images, started = 0, time.time()

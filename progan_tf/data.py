@@ -126,6 +126,20 @@ def uint8_to_float(pixels):
     return tf.cast(pixels, tf.float32) * (1.0 / 127.5) - 1.0
 
 
+def _mirror(pixels, flips):
+    """Horizontally flips the images whose `flips` entry is true.
+
+    Works on uint8 (a quarter of the bytes of float32) and reverses only the flipped images, then
+    stitches the batch back in order: a select over the whole batch with a broadcast mask was
+    7x slower at 1024 px, a per-image cond 3x slower at 4 px.
+    """
+    kept, flipped = tf.where(~flips)[:, 0], tf.where(flips)[:, 0]
+    return tf.dynamic_stitch(
+        [tf.cast(kept, tf.int32), tf.cast(flipped, tf.int32)],
+        [tf.gather(pixels, kept), tf.reverse(tf.gather(pixels, flipped), axis=[2])],
+    )
+
+
 def _decode_batch(records, resolution, channels):
     """[n] raw records -> uint8 [n, R, R, C]."""
     pixels = tf.io.decode_raw(records, tf.uint8)
@@ -255,12 +269,7 @@ def make_dataset(
     def to_images(records, flips):
         pixels = _decode_batch(records, resolution, channels)
         if mirror_augment:
-            # Flip while still uint8 (a quarter of the bytes of float32), and only the flipped
-            # images: a select over the whole batch with a broadcast mask was 8x slower at 1024 px.
-            pixels = tf.stack([
-                tf.cond(flips[i], lambda i=i: tf.reverse(pixels[i], axis=[1]), lambda i=i: pixels[i])
-                for i in range(per_pipeline)
-            ])
+            pixels = _mirror(pixels, flips)
         images = pixels if as_uint8 else uint8_to_float(pixels)
         return tf.ensure_shape(images, [per_pipeline, resolution, resolution, channels])
 
