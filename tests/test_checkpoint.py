@@ -58,3 +58,23 @@ def test_truncated_checkpoint_is_one_clear_error(tmp_path):
         ckpt_lib.load_checkpoint(path)
     with pytest.raises(UserInputError, match="not found"):
         ckpt_lib.load_checkpoint(tmp_path / "missing.npz")
+
+
+def test_trained_model_takes_its_stage_from_the_checkpoint_not_the_image_count(tmp_path):
+    from progan_tf.runs import load_trained_model
+    from progan_tf.training import TrainConfig
+
+    schedule = ScheduleConfig(final_resolution=8, stabilize_kimg=0.1, transition_kimg=0.1, total_kimg=0.3,
+                              default_batch_size=64)
+    config = TrainConfig(data_dir="unused", run_dir=str(tmp_path), network=NETWORK, schedule=schedule)
+    (tmp_path / "config.json").write_text(config.to_json())
+    model = ProGAN(NETWORK, seed=1)
+    model.start_phase(phases(schedule)[0])
+    # Batches of 64 overshoot the 4x4 phase's end (100 images): its last checkpoint is at 128,
+    # an image count that lies inside the next phase (the 8x8 fade).
+    ckpt_lib.save_checkpoint(tmp_path / "checkpoints", model,
+                             {"images_shown": 128, "phase_index": 0, "phase_begin_images": 0})
+    restored, _, saved = load_trained_model(tmp_path)
+    assert saved.images_shown == 128
+    assert (restored.phase.resolution, restored.phase.fade_in) == (4, False)
+    assert restored.gs_model.output_shape == (None, 4, 4, 3)
