@@ -23,30 +23,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from datasets.build import build_pyramid  # noqa: E402
-from progan_tf import images as images_lib  # noqa: E402
 from progan_tf.flags import FLAGS, train_config_from_flags  # noqa: E402
-from progan_tf.metrics import sources  # noqa: E402
-from progan_tf.metrics.evaluate import evaluate  # noqa: E402
+from progan_tf.metrics.periodic import small_swd  # noqa: E402
 from progan_tf.progan import ProGAN  # noqa: E402
 from progan_tf.runs import load_trained_model  # noqa: E402
 
 FLAGFILE = REPO / "experiments" / "celeba128_32.flags"
-
-
-def swd_of(generator_model, data_dir, resolution, num_images, seed=0):
-    latent_size = int(generator_model.input_shape[-1])
-
-    def generate(latents):
-        return images_lib.to_uint8(generator_model(latents, training=False))
-
-    return evaluate(
-        ["swd"],
-        lambda: sources.pyramid_batches(data_dir, resolution, 100, limit=num_images),
-        lambda: sources.generated_batches(generate, (latent_size,), num_images, 100, seed=seed),
-        num_images=num_images,
-        seed=seed,
-        verbose=False,
-    )
 
 
 def main():
@@ -59,13 +41,13 @@ def main():
     if not (data_dir / "manifest.json").is_file():
         build_pyramid(args.images, str(data_dir), config.network.resolution, progress=False)
     num_images = 800
-    before = swd_of(ProGAN(config.network, seed=config.seed).ema_generator.model(config.network.resolution), str(data_dir),
-                    config.network.resolution, num_images)
+    before = small_swd(ProGAN(config.network, seed=config.seed).ema_generator.model(config.network.resolution),
+                       data_dir, config.network.resolution, num_images, seed=0)
     run_dir = REPO / config.run_dir
     subprocess.run([sys.executable, str(REPO / "main.py"), f"--flagfile={FLAGFILE}", "--resume=none"],
                    cwd=REPO, check=True)
     model, _, _ = load_trained_model(run_dir)
-    after = swd_of(model.gs_model, str(data_dir), config.network.resolution, num_images)
+    after = small_swd(model.gs_model, data_dir, config.network.resolution, num_images, seed=0)
 
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     print("\nthroughput per phase (median img/s over ticks after the first)")
@@ -79,10 +61,10 @@ def main():
         img_s = statistics.median(r["img_per_sec"] for r in rows)
         print(f"{f'{resolution}x{resolution}':>10}  {kind:<9}  {img_s:7.1f}  {1000 / img_s:8.2f}")
     print(f"\nSWD x1e3, {num_images} images per side, EMA generator vs real")
-    keys = [k for k in before if k.startswith("swd_")]
-    print(f"{'':>8}  " + "  ".join(f"{k:>8}" for k in keys))
+    keys = [k for k in before if k.startswith("eval_swd_")]
+    print(f"{'':>8}  " + "  ".join(f"{k:>12}" for k in keys))
     for label, result in (("start", before), ("end", after)):
-        print(f"{label:>8}  " + "  ".join(f"{result[k]:8.2f}" for k in keys))
+        print(f"{label:>8}  " + "  ".join(f"{result[k]:12.2f}" for k in keys))
     grids = sorted((run_dir / "samples").glob("fakes-ema-*.png"))
     print(f"\nsample grid: {grids[-1] if grids else 'none'}")
 

@@ -32,10 +32,10 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf import images as images_lib
+from progan_tf.data import uint8_to_float
 from progan_tf.errors import UserInputError
 
 METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam++")
-DISPLAY_MIN_SIZE = 128
 SMOOTH_SAMPLES = 20
 SMOOTH_NOISE = 0.2
 OVERLAY_STRENGTH = 0.6
@@ -221,7 +221,7 @@ def explain_images(critic, images, sign, methods=("saliency", "gradcam"), batch_
     return maps, critic_scores(critic, images, batch_size)
 
 
-def overlay_grid(uint8_images, maps, min_size=DISPLAY_MIN_SIZE):
+def overlay_grid(uint8_images, maps, min_size=images_lib.DISPLAY_MIN_SIZE):
     """One row per image: the image, then one overlay per method (in `maps` order); tiles enlarged."""
     tiles = []
     for index, image in enumerate(uint8_images):
@@ -258,18 +258,14 @@ def run_from_flags(FLAGS):
             f"Received: real_dir={real_dir}"
         )
     count = FLAGS.num_images
-    if (pathlib.Path(real_dir) / "manifest.json").is_file():
-        batches = sources.pyramid_batches(real_dir, resolution, limit=count)
-    else:
-        batches = sources.folder_batches(real_dir, resolution, limit=count)
-    reals_uint8 = np.concatenate(list(batches))[:count]
+    reals_uint8 = np.concatenate(list(sources.image_dir_batches(real_dir, resolution, limit=count)))[:count]
     if reals_uint8.shape[-1] != critic.input_shape[-1]:
         raise UserInputError(f"the real images have {reals_uint8.shape[-1]} channels, the critic takes "
                              f"{critic.input_shape[-1]}. Received: real_dir={real_dir}")
     latents = generate.seeded_latents(FLAGS.generate_seed, count, generator.latent_size)
     fakes = np.asarray(model.gs_model(latents, training=False))
     sides = {
-        "real": (reals_uint8.astype(np.float32) / 127.5 - 1.0, reals_uint8, 1.0),
+        "real": (uint8_to_float(reals_uint8).numpy(), reals_uint8, 1.0),
         "fake": (fakes, images_lib.to_uint8(fakes), -1.0),
     }
     batch_size = critic_batch_size(config.network.mbstd_group_size, count)

@@ -11,7 +11,7 @@ normalised to the radius sqrt(latent_size) (where standard-normal latents concen
 generator pixel-normalises its latents to that radius anyway), so every frame is a typical latent.
 
 Library use:
-    >>> generator = load_generator(run_dir="runs/celebahq-1024")
+    >>> generator = load_run_generator("runs/celebahq-1024")[0]  # or load_savedmodel(...)
     >>> written = generate_outputs(generator, "out", num_images=16, seed=0, interpolation_steps=30)
 """
 
@@ -22,10 +22,6 @@ import numpy as np
 
 from progan_tf import images as images_lib
 from progan_tf.errors import UserInputError
-
-# Grid, strip and GIF tiles are enlarged (nearest neighbour) to at least this many pixels.
-DISPLAY_MIN_SIZE = 128
-
 
 @dataclasses.dataclass
 class Generator:
@@ -105,18 +101,6 @@ def load_run_generator(run_dir, checkpoint=None):
     return generator, model, config, saved
 
 
-def load_generator(savedmodel=None, run_dir=None, checkpoint=None):
-    """A `Generator` from `savedmodel`, else from `run_dir` / `checkpoint`; a UserInputError if neither."""
-    if savedmodel:
-        return load_savedmodel(savedmodel)
-    if run_dir:
-        return load_run_generator(run_dir, checkpoint)[0]
-    raise UserInputError(
-        "give a generator: --savedmodel=DIR (an export) or --run_dir=DIR [--checkpoint=FILE]. "
-        "Received: savedmodel=None, run_dir=None"
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Latents.
 
@@ -193,18 +177,18 @@ def walk_latents(keyframes, steps_per_segment):
 # Writers.
 
 
-def display(image, min_size=DISPLAY_MIN_SIZE):
+def display(image, min_size=images_lib.DISPLAY_MIN_SIZE):
     """Nearest-neighbour enlargement of one (H, W, C) uint8 image for viewing."""
     return images_lib.upscale_nearest(np.asarray(image), min_size)
 
 
-def save_strip(path, frames, min_size=DISPLAY_MIN_SIZE):
+def save_strip(path, frames, min_size=images_lib.DISPLAY_MIN_SIZE):
     """Writes frames (N, R, R, C) side by side in one row as a PNG; returns the path."""
     frames = np.stack([display(frame, min_size) for frame in frames])
     return images_lib.save_png(path, images_lib.make_grid(frames, columns=len(frames)))
 
 
-def save_gif(path, frames, frame_ms=80, min_size=DISPLAY_MIN_SIZE):
+def save_gif(path, frames, frame_ms=80, min_size=images_lib.DISPLAY_MIN_SIZE):
     """Writes uint8 frames (N, R, R, 1|3) as an endlessly looping animated GIF; returns the path.
 
     PIL's GIF writer, with every frame kept (no merging of identical frames) and its own palette.

@@ -6,6 +6,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+# Grids, strips, GIFs and overlays enlarge small images (nearest neighbour) to at least this size.
+DISPLAY_MIN_SIZE = 128
+
 
 def to_uint8_tensor(images):
     """Maps [-1, 1] float images to uint8 [0, 255], rounding half to even and clipping (graph op)."""

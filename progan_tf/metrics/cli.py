@@ -22,7 +22,7 @@ import numpy as np
 
 from progan_tf.errors import UserInputError
 from progan_tf.metrics import sources
-from progan_tf.metrics.evaluate import evaluate, format_results_table
+from progan_tf.metrics.evaluate import PROTOCOL_IMAGES, evaluate, format_results_table
 
 # Accepted spellings of --metrics entries -> names of `evaluate`.
 METRIC_ALIASES = {
@@ -53,12 +53,6 @@ def metric_names(requested):
     return list(dict.fromkeys(names))
 
 
-def is_pyramid(path):
-    from progan_tf.data import MANIFEST_NAME
-
-    return (pathlib.Path(path) / MANIFEST_NAME).is_file()
-
-
 def _largest_pyramid_level(path):
     from progan_tf.data import load_manifest
 
@@ -72,20 +66,19 @@ def _check_image_dir(path, flag):
             f"--{flag} must be a folder of images or a dataset pyramid (python -m datasets.build). "
             f"Received: {flag}={str(path)!r}"
         )
+    if not sources.is_pyramid(path):
+        sources.list_image_files(path)  # fails early (UserInputError) on an empty folder
     return path
 
 
 def image_dir_batches(path, resolution, batch_size=64):
     """A zero-argument callable giving uint8 batches of a folder or pyramid at `resolution`."""
-    if is_pyramid(path):
-        return lambda: sources.pyramid_batches(str(path), resolution, batch_size)
-    sources.list_image_files(path)  # fails early (UserInputError) on an empty folder
-    return lambda: sources.folder_batches(path, resolution, batch_size)
+    return lambda: sources.image_dir_batches(path, resolution, batch_size)
 
 
 def infer_resolution(path):
     """A pyramid's largest level, or the smaller side of a folder's first image."""
-    if is_pyramid(path):
+    if sources.is_pyramid(path):
         return _largest_pyramid_level(path)
     from PIL import Image
 
@@ -133,17 +126,9 @@ def run_from_flags(FLAGS):
     generator, config, saved = None, None, None
     if FLAGS.fake_dir:
         fake_path = _check_image_dir(FLAGS.fake_dir, "fake_dir")
-        fake_description = f"{'pyramid' if is_pyramid(fake_path) else 'folder'} {fake_path}"
-        if run_dir is not None:
-            from progan_tf import runs
-
-            config = runs.load_train_config(run_dir)
+        fake_description = sources.describe_image_dir(fake_path)
     elif FLAGS.savedmodel:
         generator = generate.load_savedmodel(FLAGS.savedmodel)
-        if run_dir is not None:
-            from progan_tf import runs
-
-            config = runs.load_train_config(run_dir)
     elif run_dir is not None:
         generator, _, config, saved = generate.load_run_generator(run_dir, FLAGS.checkpoint)
     else:
@@ -151,6 +136,10 @@ def run_from_flags(FLAGS):
             "--mode=evaluate needs a fake side: --savedmodel=DIR, --run_dir=DIR [--checkpoint=FILE] or "
             "--fake_dir=DIR. Received: savedmodel=None, run_dir=None, fake_dir=None"
         )
+    if config is None and run_dir is not None:
+        from progan_tf import runs
+
+        config = runs.load_train_config(run_dir)
 
     real_dir = FLAGS.real_dir or (config.data_dir if config is not None else None) or FLAGS.data_dir
     if not real_dir:
@@ -166,17 +155,17 @@ def run_from_flags(FLAGS):
     else:
         resolution = infer_resolution(real_path)
 
+    num_images = FLAGS.num_images if FLAGS["num_images"].present else None
     real_batches = image_dir_batches(real_path, resolution)
     if generator is not None:
         fake_description = generator.description
+        fake_count = num_images or max(PROTOCOL_IMAGES.values())
         fake_batches = lambda: sources.generated_batches(  # noqa: E731
-            generator, (generator.latent_size,), FLAGS.num_images if FLAGS["num_images"].present else 50000,
-            seed=FLAGS.generate_seed,
+            generator, (generator.latent_size,), fake_count, seed=FLAGS.generate_seed
         )
     else:
         fake_batches = image_dir_batches(fake_path, resolution)
-    num_images = FLAGS.num_images if FLAGS["num_images"].present else None
-    real_description = f"{'pyramid' if is_pyramid(real_path) else 'folder'} {real_path}"
+    real_description = sources.describe_image_dir(real_path)
     print(f"evaluate: {', '.join(names)} at {resolution}x{resolution}; real: {real_description}; "
           f"fake: {fake_description}; images per side: {num_images or 'protocol counts'}", flush=True)
     results = evaluate(

@@ -8,7 +8,7 @@ evaluations of one run with the same `num_images` and seed.
 
 import time
 
-from progan_tf import images as images_lib
+from progan_tf.generate import generator_from_keras
 from progan_tf.metrics import sources, swd
 from progan_tf.metrics.evaluate import evaluate
 
@@ -40,15 +40,12 @@ def small_swd(generator_model, data_dir, resolution, num_images, seed, batch_siz
 
     start = time.perf_counter()
     count = max(2, min(int(num_images), int(load_manifest(str(data_dir))["num_images"])))
-    latent_size = int(generator_model.input_shape[-1])
-
-    def generate(latents):
-        return images_lib.to_uint8(generator_model(latents, training=False))
+    generator = generator_from_keras(generator_model)
 
     results = evaluate(
         ["swd"],
         lambda: sources.pyramid_batches(str(data_dir), resolution, batch_size, limit=count),
-        lambda: sources.generated_batches(generate, (latent_size,), count, batch_size, seed=seed),
+        lambda: sources.generated_batches(generator, (generator.latent_size,), count, batch_size, seed=seed),
         num_images=count,
         seed=seed,
         verbose=False,

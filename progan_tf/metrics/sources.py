@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from progan_tf.errors import UserInputError
+from progan_tf.pyramid_format import MANIFEST_NAME
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -98,3 +99,19 @@ def pyramid_batches(pyramid_dir, resolution, batch_size=64, limit=None):
 
     for batch in iterate_images(pyramid_dir, resolution, batch_size, limit):
         yield np.asarray(batch)
+
+
+def is_pyramid(path):
+    """Whether `path` is a dataset pyramid (has a manifest) rather than a folder of images."""
+    return (pathlib.Path(path) / MANIFEST_NAME).is_file()
+
+
+def describe_image_dir(path):
+    return f"{'pyramid' if is_pyramid(path) else 'folder'} {path}"
+
+
+def image_dir_batches(path, resolution, batch_size=64, limit=None):
+    """uint8 batches of a pyramid's level or of a folder's images (resized) at `resolution`."""
+    if is_pyramid(path):
+        return pyramid_batches(str(path), resolution, batch_size, limit=limit)
+    return folder_batches(path, resolution, batch_size, limit=limit)
