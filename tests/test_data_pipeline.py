@@ -9,7 +9,7 @@ import pytest
 
 from datasets import build
 from datasets.synthetic import synthetic_image
-from progan_tf import data
+from progan_tf import data, pyramid_check
 from progan_tf.errors import UserInputError
 
 NUM_IMAGES = 37  # not a multiple of any batch size used here, so batches straddle epochs
@@ -25,6 +25,11 @@ def pyramid(tmp_path_factory):
                         num_workers=0, progress=False)
     images = np.stack([synthetic_image(i, RESOLUTION, SEED) for i in range(NUM_IMAGES)])
     return output, images
+
+
+def shard_file(pyramid_dir, resolution, index):
+    """File name of shard `index` of a level, from the manifest."""
+    return pyramid_check.find_level(data.load_manifest(pyramid_dir), pyramid_dir, resolution)["shards"][index]["file"]
 
 
 def take_batches(pyramid_dir, count, **kwargs):
@@ -136,12 +141,12 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
 def test_truncated_shard_is_a_clear_error_naming_the_file(pyramid, tmp_path):
     copy = str(tmp_path / "copy")
     shutil.copytree(pyramid[0], copy)
-    shard = os.path.join(copy, "r03-00001.tfrecord")
-    with open(shard, "r+b") as handle:
+    shard = shard_file(copy, RESOLUTION, 1)
+    with open(os.path.join(copy, shard), "r+b") as handle:
         handle.truncate(100)
-    with pytest.raises(UserInputError, match=r"truncated or corrupt.*--verify.*r03-00001\.tfrecord"):
+    with pytest.raises(UserInputError, match=rf"truncated or corrupt.*--verify.*{shard}"):
         data.make_dataset(copy, RESOLUTION, 8)
-    with pytest.raises(UserInputError, match=r"r03-00001\.tfrecord"):
+    with pytest.raises(UserInputError, match=shard):
         next(data.iterate_images(copy, RESOLUTION, 8))
     data.make_dataset(copy, 4, 8)  # other levels stay usable
 
@@ -157,8 +162,8 @@ def test_manifest_that_does_not_match_the_files_is_a_clear_error(pyramid, tmp_pa
         json.dump(manifest, handle)
     with pytest.raises(UserInputError, match="do not add up"):
         data.make_dataset(copy, RESOLUTION, 8)
-    os.remove(os.path.join(copy, "r03-00002.tfrecord"))
-    with pytest.raises(UserInputError, match=r"missing.*r03-00002\.tfrecord"):
+    os.remove(os.path.join(copy, shard_file(copy, RESOLUTION, 2)))
+    with pytest.raises(UserInputError, match=rf"missing.*{shard_file(copy, RESOLUTION, 2)}"):
         data.make_dataset(copy, RESOLUTION, 8)
 
 

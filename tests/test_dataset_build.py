@@ -13,7 +13,7 @@ from PIL import Image
 
 from datasets import build
 from datasets.synthetic import synthetic_image
-from progan_tf import data
+from progan_tf import data, pyramid_check
 from progan_tf.errors import UserInputError
 from tests.conftest import REPO_ROOT
 
@@ -38,8 +38,13 @@ def read_level(pyramid_dir, resolution):
 
 
 def record_names(pyramid_dir):
-    with open(os.path.join(pyramid_dir, build.RECORD_NAMES_FILE)) as handle:
+    with open(os.path.join(pyramid_dir, data.load_manifest(pyramid_dir)["record_names_file"])) as handle:
         return handle.read().splitlines()
+
+
+def shard_path(pyramid_dir, resolution, index=0):
+    level = pyramid_check.find_level(data.load_manifest(pyramid_dir), pyramid_dir, resolution)
+    return os.path.join(pyramid_dir, level["shards"][index]["file"])
 
 
 def random_rgb(rng, size, height=None):
@@ -202,13 +207,13 @@ def test_synthetic_build_with_several_shards_round_trips_exactly(tmp_path):
     np.testing.assert_array_equal(full, expected)
     for r in (4, 8):
         np.testing.assert_array_equal(read_level(output, r), np.stack([reference_pyramid(x)[r] for x in expected]))
-    assert build.verify_pyramid(output) == {"ok": True, "problems": [], "files_checked": 9}
+    assert pyramid_check.verify_pyramid(output) == {"ok": True, "problems": [], "files_checked": 9, "leftovers": []}
 
 
 def test_verify_reports_truncated_and_corrupted_shards_by_file(tmp_path):
     output = str(tmp_path / "p")
     build.build_pyramid("synthetic", output, 8, num_images=10, num_workers=0, progress=False)
-    truncated, flipped = os.path.join(output, "r03-00000.tfrecord"), os.path.join(output, "r02-00000.tfrecord")
+    truncated, flipped = shard_path(output, 8), shard_path(output, 4)
     with open(truncated, "r+b") as handle:
         handle.truncate(os.path.getsize(truncated) - 10)
     with open(flipped, "r+b") as handle:
@@ -216,17 +221,20 @@ def test_verify_reports_truncated_and_corrupted_shards_by_file(tmp_path):
         byte = handle.read(1)
         handle.seek(12 + 5)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    report = build.verify_pyramid(output)
+    report = pyramid_check.verify_pyramid(output)
     assert not report["ok"]
     assert len(report["problems"]) == 2
-    assert report["problems"][0].startswith("r02-00000.tfrecord: checksum mismatch (record 0 unreadable (DataLossError")
-    assert report["problems"][1].startswith("r03-00000.tfrecord: 2070 bytes, expected 2080 (10 records)")  # 10 * (8*8*3 + 16)
+    assert report["problems"][0].startswith(
+        f"{os.path.basename(flipped)}: checksum mismatch (record 0 unreadable (DataLossError: corrupted record")
+    assert report["problems"][1] == (  # 10 * (8*8*3 + 16) bytes
+        f"{os.path.basename(truncated)}: does not match the manifest (truncated or corrupt): 2070 bytes, expected 2080 "
+        "for 10 records")
 
 
 def test_verify_of_incomplete_build_is_a_clear_error(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(UserInputError, match=r"no manifest\.json.*incomplete build"):
-        build.verify_pyramid(str(tmp_path / "half"))
+        pyramid_check.verify_pyramid(str(tmp_path / "half"))
 
 
 def test_tfds_celeb_a_hq_from_manual_tar(tmp_path):
@@ -269,7 +277,7 @@ def test_real_celebahq_1024_build(shared_data, tmp_path):
     manifest = build.build_pyramid(str(source), output, 1024, num_workers=2, progress=False)
     assert manifest["resolutions"] == [4, 8, 16, 32, 64, 128, 256, 512, 1024]
     assert manifest["num_images"] == 3 and manifest["problems"] == []
-    assert build.verify_pyramid(output)["ok"]
+    assert pyramid_check.verify_pyramid(output)["ok"]
     names = record_names(output)
     full = read_level(output, 1024)
     low = read_level(output, 16)
