@@ -21,6 +21,7 @@ flags.DEFINE_bool("dry_run", False, "Print the resolved config and the schedule 
 flags.DEFINE_string("data_dir", None, "Dataset pyramid built by `python -m datasets.build`.")
 flags.DEFINE_string("run_dir", None, "Run directory (config, logs, samples, checkpoints, export).")
 flags.DEFINE_bool("mirror_augment", True, "Random horizontal flips of the real images (p=0.5).")
+flags.DEFINE_bool("verify_data", False, "Check every shard's sha256 before training (sizes are always checked).")
 flags.DEFINE_bool("deterministic", False, "Deterministic TF ops (slower; the input order is always deterministic).")
 
 # Networks.
@@ -192,4 +193,5 @@ def train_config_from_flags(values=FLAGS):
         deterministic=values.deterministic,
         eval_kimg=values.eval_kimg,
         eval_num_images=values.eval_num_images,
+        verify_data=values.verify_data,
     )

@@ -51,15 +51,15 @@ def load_manifest(pyramid_dir: str) -> dict:
     Raises:
       UserInputError: the directory or manifest is missing, unreadable or not a pyramid manifest.
     """
+    partial = " (a .partial build is still there: the build did not finish; run it again)" if tf.io.gfile.isdir(
+        pyramid_dir.rstrip("/") + ".partial") else ""
     if not tf.io.gfile.isdir(pyramid_dir):
-        raise UserInputError(f"dataset pyramid directory does not exist. Received: pyramid_dir={pyramid_dir!r}")
+        raise UserInputError(f"dataset pyramid directory does not exist{partial}. Received: pyramid_dir={pyramid_dir!r}")
     path = join(pyramid_dir, MANIFEST_NAME)
     if not tf.io.gfile.exists(path):
-        hint = " (a .partial build is still there: the build did not finish)" if tf.io.gfile.exists(
-            pyramid_dir.rstrip("/") + ".partial") else ""
         raise UserInputError(
             f"no {MANIFEST_NAME} in the dataset directory: not a pyramid built by `python -m datasets.build`, "
-            f"or an incomplete build{hint}. Received: pyramid_dir={pyramid_dir!r}"
+            f"or an incomplete build{partial}. Received: pyramid_dir={pyramid_dir!r}"
         )
     try:
         with tf.io.gfile.GFile(path) as handle:
