@@ -5,7 +5,9 @@ r"""Benchmarks the dataset builder and the tf.data input pipeline.
       --trainer_images_per_second=4:900,8:900,16:700,32:500,64:250,128:100
 
 1. Builder images/s against decoding the same source images with the same number of worker
-   processes and nothing else (the ratio build time / decode time; goal <= 1.5).
+   processes and nothing else (the ratio build time / decode time; goal <= 1.5). Decode and build
+   alternate --repeats times, so both see the same machine load; the table gives each repeat and
+   the median. (The first build of a process also starts the worker pool's fork server.)
 2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8 as the trainer reads it),
    against what the trainer consumes (--trainer_images_per_second, measured by the trainer;
    goal >= 5x).
@@ -14,6 +16,7 @@ r"""Benchmarks the dataset builder and the tf.data input pipeline.
 import multiprocessing
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +26,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets import build  # noqa: E402
+from datasets.imaging import IMAGE_EXTENSIONS  # noqa: E402
 from progan_tf import data  # noqa: E402
 
 flags.DEFINE_string("source", "../shared/data/celeba128", "Image folder to build from.")
@@ -30,6 +34,8 @@ flags.DEFINE_integer("resolution", 128, "Pyramid resolution.")
 flags.DEFINE_integer("num_workers", None, "Builder/decoder processes (default: all cores).")
 flags.DEFINE_float("seconds", 3.0, "Measuring time per pipeline resolution.")
 flags.DEFINE_string("trainer_images_per_second", "", "Trainer consumption per resolution, 'res:ips,...'.")
+flags.DEFINE_integer("repeats", 3, "Alternating decode-only / build measurements.", lower_bound=1)
+flags.DEFINE_bool("pipeline", True, "Also measure the tf.data pipeline per resolution.")
 FLAGS = flags.FLAGS
 
 # Reference minibatch sizes on one GPU (PAPER_NOTES.md).
@@ -45,7 +51,7 @@ def _decode(path):
 
 def decode_only_seconds(folder, num_workers):
     paths = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
-             if name.lower().endswith(build.IMAGE_EXTENSIONS)]
+             if name.lower().endswith(IMAGE_EXTENSIONS)]
     started = time.time()
     # fork: the children only run PIL, and forkserver would re-import this TF-importing script.
     with multiprocessing.get_context("fork").Pool(num_workers) as pool:
@@ -75,28 +81,41 @@ def main(argv):
     )
     work_dir = tempfile.mkdtemp(prefix="bench_data_")
     try:
-        count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
-        pyramid_dir = os.path.join(work_dir, "pyramid")
-        manifest = build.build_pyramid(FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers,
-                                       progress=False)
-        build_seconds = manifest["build"]["seconds"]
-        print(f"| builder ({FLAGS.source}, {count} images -> {FLAGS.resolution}px, {num_workers} workers) "
-              f"| img/s | seconds |")
-        print("|---|---|---|")
-        print(f"| decode only | {count / decode_seconds:.1f} | {decode_seconds:.2f} |")
-        print(f"| build pyramid | {manifest['num_images'] / build_seconds:.1f} | {build_seconds:.2f} |")
-        print(f"| ratio build / decode time | {build_seconds / decode_seconds:.2f}x (goal <= 1.5x) | |")
-        print()
-        print("| resolution | batch | pipeline img/s | trainer img/s | ratio (goal >= 5x) |")
-        print("|---|---|---|---|---|")
-        for resolution in manifest["resolutions"]:
-            rate = pipeline_images_per_second(pyramid_dir, resolution, FLAGS.seconds)
-            consumed = trainer.get(resolution)
-            ratio = f"{rate / consumed:.1f}x" if consumed else "n/a"
-            print(f"| {resolution} | {BATCH_SIZES[resolution]} | {rate:.0f} | {consumed or 'n/a'} | {ratio} |")
+        pyramid_dir = builder_table(work_dir, num_workers)
+        if FLAGS.pipeline:
+            pipeline_table(pyramid_dir, trainer)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
+
+def builder_table(work_dir, num_workers):
+    """Prints decode-only vs build for each repeat and the median; returns the last pyramid."""
+    print(f"| builder ({FLAGS.source} -> {FLAGS.resolution}px, {num_workers} workers) | decode s | build s | "
+          f"decode img/s | build img/s | build / decode (goal <= 1.5x) |")
+    print("|---|---|---|---|---|---|")
+    ratios = []
+    for repeat in range(FLAGS.repeats):
+        count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
+        pyramid_dir = os.path.join(work_dir, f"pyramid{repeat}")
+        manifest = build.build_pyramid(FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers,
+                                       progress=False)
+        build_seconds = manifest["build"]["seconds"]
+        ratios.append(build_seconds / decode_seconds)
+        print(f"| repeat {repeat + 1} ({count} images) | {decode_seconds:.2f} | {build_seconds:.2f} | "
+              f"{count / decode_seconds:.1f} | {manifest['num_images'] / build_seconds:.1f} | {ratios[-1]:.2f}x |")
+    print(f"| median | | | | | {statistics.median(ratios):.2f}x |")
+    print()
+    return pyramid_dir
+
+
+def pipeline_table(pyramid_dir, trainer):
+    print("| resolution | batch | pipeline img/s | trainer img/s | ratio (goal >= 5x) |")
+    print("|---|---|---|---|---|")
+    for resolution in data.load_manifest(pyramid_dir)["resolutions"]:
+        rate = pipeline_images_per_second(pyramid_dir, resolution, FLAGS.seconds)
+        consumed = trainer.get(resolution)
+        ratio = f"{rate / consumed:.1f}x" if consumed else "n/a"
+        print(f"| {resolution} | {BATCH_SIZES[resolution]} | {rate:.0f} | {consumed or 'n/a'} | {ratio} |")
 
 if __name__ == "__main__":
     app.run(main)

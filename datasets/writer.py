@@ -65,27 +65,37 @@ def records_per_shard(resolution: int, num_images: int, shards_per_level: Option
 
 
 class _ShardHash:
-    """sha256 of a shard, read back while the shard is being written (run on the hasher thread)."""
+    """sha256 of a shard, read back while the shard is being written (run on the hasher thread).
+
+    The reads come from the page cache. Objects on remote filesystems (gs://, ...) can only be
+    read once closed, so there the whole shard is hashed when it is finished.
+    """
 
     def __init__(self, path):
         self._path, self._digest, self._hashed, self._handle = path, hashlib.sha256(), 0, None
+        self._local = "://" not in path
 
     def update(self, size):
-        """Hashes the file's bytes up to `size` (already flushed by the writer)."""
+        """Hashes the shard's bytes up to `size` (flushed by the writer)."""
+        if self._local:
+            self._read_to(size)
+
+    def finish(self, size) -> str:
+        self._read_to(size)
+        self._handle.close()
+        return self._digest.hexdigest()
+
+    def _read_to(self, size):
         if self._handle is None:
-            self._handle = tf.io.gfile.GFile(self._path, "rb")
-        self._handle.seek(self._hashed)
+            # One sequential handle: GFile's seek re-reads from the start, and its buffered
+            # reader keeps reporting the end of a file once it met it.
+            self._handle = open(self._path, "rb") if self._local else tf.io.gfile.GFile(self._path, "rb")
         while self._hashed < size:
             block = self._handle.read(min(size - self._hashed, _HASH_CHUNK_BYTES))
             if not block:
                 raise OSError(f"{self._path} is shorter than the {size} bytes written")
             self._digest.update(block)
             self._hashed += len(block)
-
-    def finish(self, size) -> str:
-        self.update(size)
-        self._handle.close()
-        return self._digest.hexdigest()
 
 
 class LevelWriter:
