@@ -2,7 +2,8 @@
 
 The manifest is the commit point. Every file of a build carries the build's tag
 (`r10-00000-<tag>.tfrecord`, `records-<tag>.txt`) and the manifest lists them:
-  * a new pyramid is written into `<output_dir>.partial/` and renamed into place when complete;
+  * a new local pyramid is written into `<output_dir>.partial/` and renamed into place when
+    complete (on object stores such as gs:// it is written in place, manifest last);
   * an --overwrite build writes its files beside the old pyramid's, then replaces manifest.json
     by a rename, and only then removes the old pyramid's files.
 So a reader sees the old pyramid or the new one, complete, at every instant. A build that fails
@@ -174,15 +175,17 @@ class PyramidOutput:
         self.output_dir = output_dir
         self._partial_dir = output_dir + ".partial"
         exists = tf.io.gfile.isdir(output_dir)
-        if exists and not overwrite and tf.io.gfile.listdir(output_dir):
+        # An empty folder, or one holding only what a killed build left, needs no --overwrite.
+        if exists and not overwrite and not all(map(is_build_file, tf.io.gfile.listdir(output_dir))):
             raise UserInputError(
                 f"output directory already exists (pass --overwrite to replace it). Received: output_dir={output_dir!r}"
             )
         self.build_tag = secrets.token_hex(3)
         while any(self.build_tag in name for name in (tf.io.gfile.listdir(output_dir) if exists else ())):
             self.build_tag = secrets.token_hex(3)
-        self.in_place = exists
-        self.directory = output_dir if exists else self._partial_dir
+        # Folders cannot be renamed atomically (or at all) on object stores: build in place there.
+        self.in_place = exists or "://" in output_dir
+        self.directory = output_dir if self.in_place else self._partial_dir
         remove_leftovers(output_dir)
         tf.io.gfile.makedirs(self.directory)
 

@@ -178,3 +178,18 @@ def test_manifest_that_does_not_match_the_files_is_a_clear_error(pyramid, tmp_pa
 def test_bad_arguments_are_clear_errors(pyramid, kwargs, message):
     with pytest.raises(UserInputError, match=message):
         data.make_dataset(pyramid[0], RESOLUTION, **kwargs)
+
+
+def test_a_pyramid_on_another_tensorflow_filesystem_reads_the_same(pyramid):
+    """TF's in-memory ram:// filesystem stands in for gs:// and the like."""
+    import tensorflow as tf
+
+    pyramid_dir, _ = pyramid
+    remote = "ram://pipeline/faces"
+    tf.io.gfile.makedirs(remote)
+    for name in os.listdir(pyramid_dir):
+        tf.io.gfile.copy(os.path.join(pyramid_dir, name), f"{remote}/{name}", overwrite=True)
+    assert pyramid_check.check_pyramid(remote, verify=True) == data.load_manifest(pyramid_dir)
+    np.testing.assert_array_equal(np.stack(take_batches(remote, 5, seed=6)), np.stack(take_batches(pyramid_dir, 5, seed=6)))
+    np.testing.assert_array_equal(np.concatenate(list(data.iterate_images(remote, 4, 16))),
+                                  np.concatenate(list(data.iterate_images(pyramid_dir, 4, 16))))

@@ -287,3 +287,60 @@ def test_real_celebahq_1024_build(shared_data, tmp_path):
         np.testing.assert_array_equal(low[index], reference_pyramid(full[index])[16])
     with open(os.path.join(output, "manifest.json")) as handle:
         assert json.load(handle)["levels"][-1]["record_bytes"] == 1024 * 1024 * 3
+
+
+def test_build_onto_another_tensorflow_filesystem_matches_a_local_build(tmp_path):
+    """TF's in-memory ram:// filesystem stands in for gs:// (no folder renames: built in place)."""
+    import tensorflow as tf
+
+    digests = lambda m: [shard["sha256"] for level in m["levels"] for shard in level["shards"]]  # noqa: E731
+    local = build.build_pyramid("synthetic", str(tmp_path / "p"), 8, num_images=10, num_workers=0, progress=False)
+    remote = build.build_pyramid("synthetic", "ram://build/p", 8, num_images=10, num_workers=0, progress=False)
+    assert digests(remote) == digests(local)
+    again = build.build_pyramid("synthetic", "ram://build/p", 8, num_images=10, seed=4, num_workers=0,
+                                progress=False, overwrite=True)
+    assert pyramid_check.verify_pyramid("ram://build/p") == {"ok": True, "problems": [], "files_checked": 2,
+                                                              "leftovers": []}
+    assert sorted(tf.io.gfile.listdir("ram://build/p")) == sorted(
+        ["manifest.json", again["record_names_file"], *(shard["file"] for level in again["levels"] for shard in level["shards"])])
+
+
+def float32_reference_pyramid(image):
+    """The reference's math (PAPER_NOTES): float32 2x2 means of the unrounded level above, then rint/clip."""
+    current, levels = image.astype(np.float32), [image]
+    while current.shape[0] > 4:
+        current = (current[0::2, 0::2] + current[0::2, 1::2] + current[1::2, 0::2] + current[1::2, 1::2]) * np.float32(0.25)
+        levels.append(np.clip(np.rint(current), 0, 255).astype(np.uint8))
+    return levels[::-1], current
+
+
+def image_with_ties(rng, size, halvings):
+    """Blocks of 2**halvings pixels whose mean is exactly q + 0.5 (q even and odd): rint's tie cases."""
+    block, count, blocks = 1 << halvings, 1 << (2 * halvings), size >> halvings
+    totals = (2 * rng.integers(0, 255, (blocks, blocks, 3)) + 1) * (count // 2)  # mean q + 0.5, q in [0, 254]
+    values = totals[..., None] // count + (np.arange(count) < (totals % count)[..., None])
+    values = rng.permuted(values, axis=-1).reshape(blocks, blocks, 3, block, block)
+    return values.transpose(0, 3, 1, 4, 2).reshape(size, size, 3).astype(np.uint8)
+
+
+def test_integer_pyramid_is_bit_identical_to_the_float32_reference_including_ties():
+    from datasets.imaging import pyramid_levels
+
+    rng = np.random.default_rng(0)
+    images = [random_rgb(rng, 1024), np.full((1024, 1024, 3), 255, np.uint8), np.zeros((8, 8, 3), np.uint8),
+              random_rgb(rng, 4)]
+    images += [image_with_ties(rng, 1024, halvings) for halvings in range(1, 9)]
+    for image in images:
+        expected, _ = float32_reference_pyramid(image)
+        levels = pyramid_levels(image)
+        assert [level.shape for level in levels] == [level.shape for level in expected]
+        for level, reference in zip(levels, expected):
+            np.testing.assert_array_equal(level, reference, err_msg=f"{image.shape} at {reference.shape[0]}")
+    # The tie images did exercise rint's half-to-even rule at their level, both ways.
+    for halvings in (1, 4, 8):
+        image = image_with_ties(np.random.default_rng(halvings), 1024, halvings)
+        blocks = 1024 >> halvings
+        means = image.astype(np.float64).reshape(blocks, 1 << halvings, blocks, 1 << halvings, 3).mean(axis=(1, 3))
+        assert np.all(means % 1 == 0.5)
+        rounded = pyramid_levels(image)[-1 - halvings].astype(np.float64)
+        assert np.all(rounded % 2 == 0) and np.any(rounded > means) and np.any(rounded < means)
