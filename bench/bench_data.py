@@ -7,7 +7,9 @@ r"""Benchmarks the dataset builder and the tf.data input pipeline.
 1. Builder images/s against decoding the same source images with the same number of worker
    processes and nothing else (the ratio build time / decode time; goal <= 1.5). Decode and build
    alternate --repeats times, so both see the same machine load; the table gives each repeat and
-   the median. (The first build of a process also starts the worker pool's fork server.)
+   the median, in wall time and in CPU time of this process and all its children (sampled from
+   /proc; on a machine shared with other jobs the CPU ratio is the steadier one). (The first build
+   of a process also starts the worker pool's fork server.)
 2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8 as the trainer reads it),
    against what the trainer consumes (--trainer_images_per_second, measured by the trainer;
    goal >= 5x).
@@ -19,6 +21,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 from absl import app, flags
@@ -40,6 +43,55 @@ FLAGS = flags.FLAGS
 
 # Reference minibatch sizes on one GPU (PAPER_NOTES.md).
 BATCH_SIZES = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
+
+
+class TreeCpuSeconds:
+    """CPU seconds (user + system) of this process and its descendants during a `with` block.
+
+    Descendants are found and sampled from /proc every few milliseconds (a worker's last few
+    milliseconds before it exits may be missed); processes alive at the start count only from then.
+    """
+
+    def __init__(self, interval=0.005):
+        self.interval, self.seconds = interval, 0.0
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    def _sample(self):
+        stats, children = {}, {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as handle:
+                        fields = handle.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                children.setdefault(int(fields[1]), []).append(int(name))
+                stats[int(name)] = (int(fields[11]) + int(fields[12])) / self._ticks
+        tree, stack = {}, [os.getpid()]
+        while stack:
+            pid = stack.pop()
+            tree[pid] = stats.get(pid, 0.0)
+            stack.extend(children.get(pid, ()))
+        return tree
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            for pid, seconds in self._sample().items():
+                self._last[pid] = max(seconds, self._last.get(pid, 0.0))
+
+    def __enter__(self):
+        self._start = self._sample()
+        self._last, self._stop = dict(self._start), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        for pid, seconds in self._sample().items():
+            self._last[pid] = max(seconds, self._last.get(pid, 0.0))
+        self.seconds = sum(seconds - self._start.get(pid, 0.0) for pid, seconds in self._last.items())
 
 
 def _decode(path):
@@ -89,21 +141,24 @@ def main(argv):
 
 
 def builder_table(work_dir, num_workers):
-    """Prints decode-only vs build for each repeat and the median; returns the last pyramid."""
+    """Prints decode-only vs build for each repeat and the medians; returns the last pyramid."""
     print(f"| builder ({FLAGS.source} -> {FLAGS.resolution}px, {num_workers} workers) | decode s | build s | "
-          f"decode img/s | build img/s | build / decode (goal <= 1.5x) |")
-    print("|---|---|---|---|---|---|")
-    ratios = []
+          f"build / decode wall (goal <= 1.5x) | decode CPU s | build CPU s | build / decode CPU |")
+    print("|---|---|---|---|---|---|---|")
+    wall_ratios, cpu_ratios = [], []
     for repeat in range(FLAGS.repeats):
-        count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
+        with TreeCpuSeconds() as decode_cpu:
+            count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
         pyramid_dir = os.path.join(work_dir, f"pyramid{repeat}")
-        manifest = build.build_pyramid(FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers,
-                                       progress=False)
+        with TreeCpuSeconds() as build_cpu:
+            manifest = build.build_pyramid(FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers,
+                                           progress=False)
         build_seconds = manifest["build"]["seconds"]
-        ratios.append(build_seconds / decode_seconds)
+        wall_ratios.append(build_seconds / decode_seconds)
+        cpu_ratios.append(build_cpu.seconds / decode_cpu.seconds)
         print(f"| repeat {repeat + 1} ({count} images) | {decode_seconds:.2f} | {build_seconds:.2f} | "
-              f"{count / decode_seconds:.1f} | {manifest['num_images'] / build_seconds:.1f} | {ratios[-1]:.2f}x |")
-    print(f"| median | | | | | {statistics.median(ratios):.2f}x |")
+              f"{wall_ratios[-1]:.2f}x | {decode_cpu.seconds:.2f} | {build_cpu.seconds:.2f} | {cpu_ratios[-1]:.2f}x |")
+    print(f"| median | | | {statistics.median(wall_ratios):.2f}x | | | {statistics.median(cpu_ratios):.2f}x |")
     print()
     return pyramid_dir
 

@@ -107,11 +107,12 @@ def _load_into_slot(name, shape, slot, task):
 def _create_shared_memory(size, num_workers):
     # Docker gives containers a 64 MB /dev/shm by default; running out there is a SIGBUS in a
     # worker, so check first.
-    if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free < size:
+    free = shutil.disk_usage("/dev/shm").free if os.path.isdir("/dev/shm") else size
+    if free < size:
         raise UserInputError(
-            f"not enough shared memory: the builder needs {size >> 20} MiB in /dev/shm for {num_workers} workers, "
-            f"{shutil.disk_usage('/dev/shm').free >> 20} MiB are free; pass a smaller --num_workers (or give the "
-            f"container more, e.g. docker --shm-size). Received: num_workers={num_workers}"
+            f"not enough shared memory: the builder needs {size / 2**20:.0f} MiB in /dev/shm for {num_workers} workers, "
+            f"{free / 2**20:.1f} MiB are free; pass a smaller --num_workers (or give the container more, e.g. "
+            f"docker --shm-size). Received: num_workers={num_workers}"
         )
     return shared_memory.SharedMemory(create=True, size=size)
 

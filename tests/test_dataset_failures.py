@@ -262,3 +262,16 @@ def test_an_empty_existing_folder_is_built_into_without_overwrite(tmp_path):
     (tmp_path / "faces").mkdir()
     small_synthetic(tmp_path / "faces", 8)
     assert pyramid_check.verify_pyramid(str(tmp_path / "faces"))["ok"]
+
+
+def test_too_little_shared_memory_is_one_line_before_anything_is_written(tmp_path):
+    script = (f"mount -t tmpfs -o size=1m tmpfs /dev/shm && exec {sys.executable} -m datasets.build --source=synthetic "
+              f"--resolution=1024 --num_images=4 --num_workers=2 --output_dir={tmp_path / 'faces'}")
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount namespaces (unshare -m) to give the builder a small /dev/shm")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    [line] = error_lines(result)
+    assert line.startswith("error: not enough shared memory: the builder needs 32 MiB in /dev/shm for 2 workers, ")
+    assert not os.path.exists(tmp_path / "faces") and not os.path.exists(f"{tmp_path / 'faces'}.partial")
