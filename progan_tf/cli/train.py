@@ -8,7 +8,7 @@ from progan_tf import training
 from progan_tf.config import LossConfig, NetworkConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from progan_tf.errors import UserInputError
 from progan_tf.layers.minibatch_stddev import checked_group_size
-from progan_tf.networks import resolution_log2
+from progan_tf.resolutions import resolution_log2
 from progan_tf.schedule import format_schedule
 
 
