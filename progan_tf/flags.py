@@ -32,9 +32,13 @@ def define_flags():
     # Data and run directory.
     flags.DEFINE_string("data_dir", None, "Dataset pyramid built by `python -m datasets.build`.")
     flags.DEFINE_string("run_dir", None, "Run directory (config, logs, samples, checkpoints, export).")
-    flags.DEFINE_bool("mirror_augment", TrainConfig.mirror_augment, "Random horizontal flips of the real images (p=0.5).")
     flags.DEFINE_bool(
-        "deterministic", TrainConfig.deterministic, "Deterministic TF ops (slower; the input order is always deterministic)."
+        "mirror_augment", TrainConfig.mirror_augment, "Random horizontal flips of the real images (p=0.5)."
+    )
+    flags.DEFINE_bool(
+        "deterministic",
+        TrainConfig.deterministic,
+        "Deterministic TF ops (slower; the input order is always deterministic).",
     )
 
     # Networks.
@@ -47,23 +51,38 @@ def define_flags():
     flags.DEFINE_float("fmap_decay", NetworkConfig.fmap_decay, "See --fmap_base.")
     flags.DEFINE_integer("fmap_max", NetworkConfig.fmap_max, "See --fmap_base.")
     flags.DEFINE_enum(
-        "fused_resample", NetworkConfig.fused_resample, FUSED_RESAMPLE_MODES, "Fused up/down convolutions (auto: from 128 px)."
+        "fused_resample",
+        NetworkConfig.fused_resample,
+        FUSED_RESAMPLE_MODES,
+        "Fused up/down convolutions (auto: from 128 px).",
     )
-    flags.DEFINE_integer("mbstd_group_size", NetworkConfig.mbstd_group_size, "Minibatch-stddev group size.", lower_bound=1)
+    flags.DEFINE_integer(
+        "mbstd_group_size", NetworkConfig.mbstd_group_size, "Minibatch-stddev group size.", lower_bound=1
+    )
 
     # Schedule.
     flags.DEFINE_float(
-        "stabilize_kimg", ScheduleConfig.stabilize_kimg, "Thousands of images each resolution is stabilised.", lower_bound=1e-3
+        "stabilize_kimg",
+        ScheduleConfig.stabilize_kimg,
+        "Thousands of images each resolution is stabilised.",
+        lower_bound=1e-3,
     )
-    flags.DEFINE_float("transition_kimg", ScheduleConfig.transition_kimg, "Thousands of images of each fade-in.", lower_bound=1e-3)
-    flags.DEFINE_float("total_kimg", ScheduleConfig.total_kimg, "Length of the run in thousands of images.", lower_bound=1e-3)
+    flags.DEFINE_float(
+        "transition_kimg", ScheduleConfig.transition_kimg, "Thousands of images of each fade-in.", lower_bound=1e-3
+    )
+    flags.DEFINE_float(
+        "total_kimg", ScheduleConfig.total_kimg, "Length of the run in thousands of images.", lower_bound=1e-3
+    )
     flags.DEFINE_list(
         "batch_sizes",
         _resolution_map_default(ScheduleConfig.batch_sizes),
         "Global minibatch per resolution, e.g. 4:128,8:128,32:64.",
     )
     flags.DEFINE_integer(
-        "batch_size", ScheduleConfig.default_batch_size, "Global minibatch for resolutions not in --batch_sizes.", lower_bound=1
+        "batch_size",
+        ScheduleConfig.default_batch_size,
+        "Global minibatch for resolutions not in --batch_sizes.",
+        lower_bound=1,
     )
     flags.DEFINE_float("learning_rate", ScheduleConfig.learning_rate, "Adam learning rate of G and D.", lower_bound=0.0)
     flags.DEFINE_list(
@@ -94,10 +113,16 @@ def define_flags():
     # Logging, snapshots, checkpoints.
     flags.DEFINE_float("tick_kimg", TrainConfig.tick_kimg, "Log a tick line every this many kimg.", lower_bound=1e-3)
     flags.DEFINE_float(
-        "sample_kimg", TrainConfig.sample_kimg, "Write sample grids every this many kimg (0: phase ends only).", lower_bound=0.0
+        "sample_kimg",
+        TrainConfig.sample_kimg,
+        "Write sample grids every this many kimg (0: phase ends only).",
+        lower_bound=0.0,
     )
     flags.DEFINE_float(
-        "checkpoint_kimg", TrainConfig.checkpoint_kimg, "Checkpoint every this many kimg (0: phase ends only).", lower_bound=0.0
+        "checkpoint_kimg",
+        TrainConfig.checkpoint_kimg,
+        "Checkpoint every this many kimg (0: phase ends only).",
+        lower_bound=0.0,
     )
     flags.DEFINE_integer("keep_checkpoints", TrainConfig.keep_checkpoints, "Checkpoints kept (0: all).", lower_bound=0)
     flags.DEFINE_string("resume", TrainConfig.resume, "'latest' (in --run_dir), 'none', or a checkpoint path.")
@@ -109,9 +134,13 @@ def define_flags():
         "checkpoint", None, "Checkpoint (.npz) to export / generate / explain from (default: latest in --run_dir)."
     )
     flags.DEFINE_string("savedmodel", None, "Exported SavedModel to generate or evaluate from.")
-    flags.DEFINE_string("output_dir", None, "Where export / generate / evaluate / explain write (default: inside --run_dir).")
+    flags.DEFINE_string(
+        "output_dir", None, "Where export / generate / evaluate / explain write (default: inside --run_dir)."
+    )
     flags.DEFINE_integer("num_images", 16, "Images to generate (generate) or per side (evaluate).", lower_bound=1)
-    flags.DEFINE_integer("generate_seed", 0, "Seed of generated latents (the same images in generate, evaluate, explain).")
+    flags.DEFINE_integer(
+        "generate_seed", 0, "Seed of generated latents (the same images in generate, evaluate, explain)."
+    )
     flags.DEFINE_integer(
         "interpolation_steps", 0, "Also write a latent interpolation strip / GIF with this many frames.", lower_bound=0
     )
@@ -125,10 +154,16 @@ def define_flags():
         "explain_methods", list(DEFAULT_EXPLAIN_METHODS), f"explain: maps to draw: {', '.join(EXPLAIN_METHODS)}."
     )
     flags.DEFINE_float(
-        "eval_kimg", TrainConfig.eval_kimg, "Small-sample SWD during training every this many kimg (0: off).", lower_bound=0.0
+        "eval_kimg",
+        TrainConfig.eval_kimg,
+        "Small-sample SWD during training every this many kimg (0: off).",
+        lower_bound=0.0,
     )
     flags.DEFINE_integer(
-        "eval_num_images", TrainConfig.eval_num_images, "Images per side of the periodic SWD (--eval_kimg).", lower_bound=2
+        "eval_num_images",
+        TrainConfig.eval_num_images,
+        "Images per side of the periodic SWD (--eval_kimg).",
+        lower_bound=2,
     )
     flags.register_validator(
         "explain_methods",

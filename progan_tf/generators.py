@@ -19,8 +19,8 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from progan_tf import runs
 from progan_tf import images as images_lib
+from progan_tf import runs
 from progan_tf.errors import UserInputError
 
 
@@ -45,9 +45,7 @@ class Generator:
     def __call__(self, latents, batch_size=64):
         latents = np.asarray(latents, dtype=np.float32)
         if latents.ndim != 2 or latents.shape[1] != self.latent_size:
-            raise UserInputError(
-                f"latents must be shaped (N, {self.latent_size}). Received: shape={latents.shape}"
-            )
+            raise UserInputError(f"latents must be shaped (N, {self.latent_size}). Received: shape={latents.shape}")
         outputs = [np.asarray(self.fn(latents[i : i + batch_size])) for i in range(0, len(latents), batch_size)]
         return np.concatenate(outputs) if outputs else np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
 

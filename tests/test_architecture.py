@@ -5,7 +5,6 @@ run happens to import, so an import hidden in a function counts too.
 """
 
 import ast
-import pathlib
 
 from tests.conftest import REPO_ROOT
 
@@ -126,8 +125,10 @@ def test_the_graph_sees_function_level_and_relative_imports(tmp_path):
     assert "progan_tf.runs" in graph["progan_tf.generators"]
     assert "progan_tf.config" in graph["progan_tf.runs"]
     source = tmp_path / "sample.py"
-    source.write_text("import os\ntry:\n    import json\nexcept ImportError:\n    pass\n\n\n"
-                      "def f():\n    from .. import sibling\n    import absl.flags\n")
+    source.write_text(
+        "import os\ntry:\n    import json\nexcept ImportError:\n    pass\n\n\n"
+        "def f():\n    from .. import sibling\n    import absl.flags\n"
+    )
     found = sorted((names, in_function) for _, names, in_function in import_statements(source, "pkg.sub"))
     assert found == [(["absl.flags"], True), (["json"], False), (["os"], False), (["pkg.sibling"], True)]
 

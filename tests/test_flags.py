@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from progan_tf.errors import UserInputError
 from progan_tf.cli.train import train_config_from_flags
+from progan_tf.errors import UserInputError
 from progan_tf.flags import FLAGS, define_flags
 from progan_tf.schedule import FADE_IN, phases
 from tests.conftest import REPO_ROOT
@@ -68,7 +68,8 @@ def test_bad_values_are_user_errors(parse, args, message):
 def test_dry_run_prints_config_and_schedule_and_trains_nothing(tmp_path):
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "main.py", f"--flagfile={REPO_ROOT}/experiments/demo.flags", f"--run_dir={run_dir}", "--dry_run"],
+        [sys.executable, "main.py", f"--flagfile={REPO_ROOT}/experiments/demo.flags", f"--run_dir={run_dir}",
+         "--dry_run"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -28,10 +28,10 @@ def tiny_run(tmp_path_factory):
     from datasets.build import build_pyramid
     from progan_tf import checkpoint as ckpt_lib
     from progan_tf import export
+    from progan_tf.config import TrainConfig
     from progan_tf.networks import NetworkConfig
     from progan_tf.progan import ProGAN
     from progan_tf.schedule import ScheduleConfig, phase_at
-    from progan_tf.config import TrainConfig
 
     root = tmp_path_factory.mktemp("tiny_run")
     data_dir, run_dir = root / "data", root / "run"
@@ -192,7 +192,8 @@ def test_generate_cli_from_savedmodel_and_bad_paths(run, tmp_path, capsys):
     # Same seed from the checkpoint (in-process): the same images up to rounding.
     from progan_tf import generate, generators
 
-    again = generate.generate_outputs(generators.load_run_generator(run_dir)[0], tmp_path / "again", num_images=4, seed=2)
+    from_run = generators.load_run_generator(run_dir)[0]
+    again = generate.generate_outputs(from_run, tmp_path / "again", num_images=4, seed=2)
     for path in again["images"]:
         diff = np.abs(np.asarray(Image.open(path)).astype(int) - np.asarray(Image.open(out / path.name)))
         assert diff.max() <= 1

@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 
 from progan_tf.errors import UserInputError
-from progan_tf.metrics import report
-from progan_tf.metrics import sources
+from progan_tf.metrics import report, sources
 from progan_tf.metrics.evaluate import evaluate
 from progan_tf.metrics.periodic import small_swd
 from tests.test_generate import main_in_process, run_main, tiny_run

@@ -16,8 +16,11 @@ def test_powers_of_two_in_range_give_their_exponent():
 
 @pytest.mark.parametrize("value", [0, 2, 3, 12, 100, 2048, -4, 8.0, True, "8"])
 def test_everything_else_is_one_line_naming_the_value(value):
-    with pytest.raises(UserInputError, match=rf"^resolution must be a power of two between 4 and 1024\. "
-                                             rf"Received: resolution={value}$"):
+    with pytest.raises(
+        UserInputError,
+        match=rf"^resolution must be a power of two between 4 and 1024\. "
+        rf"Received: resolution={value}$",
+    ):
         resolution_log2(value)
 
 

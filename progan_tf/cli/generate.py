@@ -30,8 +30,10 @@ def run(values):
         walk_keyframes=values.walk_keyframes,
         frame_ms=values.gif_frame_ms,
     )
-    print(f"generated {len(written['images'])} images ({generator.resolution}x{generator.resolution}) "
-          f"with the {generator.description}, seed {values.generate_seed}, into {output_dir}")
+    print(
+        f"generated {len(written['images'])} images ({generator.resolution}x{generator.resolution}) "
+        f"with the {generator.description}, seed {values.generate_seed}, into {output_dir}"
+    )
     for key in ("grid", "interpolation", "walk"):
         if key in written:
             print(f"  {key}: {written[key]}")

@@ -7,7 +7,7 @@ from progan_tf.errors import UserInputError
 
 
 def checked_group_size(batch_size, group_size, batch_name="The batch"):
-    """The group size `MinibatchStdDev(group_size)` uses on a batch of `batch_size`: min(group_size, batch_size).
+    """The group size G = min(group_size, batch_size) that `MinibatchStdDev(group_size)` uses on a batch.
 
     The one check that a batch splits into minibatch-stddev groups, made by the layer itself and,
     before any work, for every phase of a run.
@@ -26,7 +26,8 @@ def checked_group_size(batch_size, group_size, batch_name="The batch"):
     group = min(int(group_size), int(batch_size))
     if batch_size % group:
         raise UserInputError(
-            f"{batch_name} must be divisible by the minibatch-stddev group size {group}. Received: batch_size={batch_size}"
+            f"{batch_name} must be divisible by the minibatch-stddev group size {group}. "
+            f"Received: batch_size={batch_size}"
         )
     return group
 
