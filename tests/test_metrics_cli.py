@@ -1,4 +1,4 @@
-"""--mode=evaluate (progan_tf.metrics.cli) and the periodic small-sample SWD."""
+"""--mode=evaluate (progan_tf.cli.evaluate, progan_tf.metrics.report) and the periodic small-sample SWD."""
 
 import json
 
