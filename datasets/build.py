@@ -53,7 +53,6 @@ import concurrent.futures
 import contextlib
 import datetime
 import json
-import numbers
 import os
 import sys
 import time
@@ -65,16 +64,12 @@ from datasets import imaging, parallel, sources, writer
 from progan_tf import pyramid_check
 from progan_tf.errors import UserInputError
 from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION
+from progan_tf.resolutions import resolution_log2
 
 
 def check_resolution(resolution) -> int:
     """Returns `resolution` as an int, or raises UserInputError unless it is a power of two in [4, 1024]."""
-    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) or not (
-        4 <= resolution <= 1024 and imaging.is_power_of_two(resolution)
-    ):
-        raise UserInputError(
-            f"resolution must be a power of two >= 4 (4, 8, ..., 1024). Received: resolution={resolution!r}"
-        )
+    resolution_log2(resolution)
     return int(resolution)
 
 

@@ -55,10 +55,6 @@ class LoadResult:
     note: Optional[str] = None
 
 
-def is_power_of_two(value: int) -> bool:
-    return value >= 1 and (value & (value - 1)) == 0
-
-
 def num_levels(resolution: int) -> int:
     """Number of pyramid levels from 4x4 up to `resolution` (a power of two >= 4)."""
     return resolution.bit_length() - 2

@@ -5,7 +5,6 @@ rebuild networks and optimizers at every phase, count images rather than epochs,
 MultiWorkerMirroredStrategy, where Keras 3's `fit` is broken (keras#20585).
 """
 
-import dataclasses
 import json
 import pathlib
 import time
@@ -19,44 +18,8 @@ from progan_tf import data as data_lib
 from progan_tf import distribute, export, images, pyramid_check
 from progan_tf.errors import UserInputError
 from progan_tf.metrics.periodic import small_swd
-from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
-from progan_tf.schedule import ScheduleConfig, format_schedule, phase_at
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; `progan_tf.flags` builds it from the command line."""
-
-    data_dir: str
-    run_dir: str
-    network: NetworkConfig = NetworkConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    seed: int = 1000
-    mirror_augment: bool = True
-    gp_weight: float = 10.0
-    gp_target: float = 1.0
-    drift_weight: float = 0.001
-    ema_beta: float = 0.999
-    adam_beta_1: float = 0.0
-    adam_beta_2: float = 0.99
-    adam_epsilon: float = 1e-8
-    gp_reference_scaling: bool = True
-    mixed_precision: bool = False
-    tick_kimg: float = 10.0
-    sample_kimg: float = 50.0
-    checkpoint_kimg: float = 100.0
-    keep_checkpoints: int = 5
-    resume: str = "latest"  # "latest", "none" or a checkpoint path
-    grid_size: int = 36
-    export_at_end: bool = True
-    deterministic: bool = False
-    eval_kimg: float = 0.0  # small-sample SWD every this many kimg (0: off)
-    eval_num_images: int = 256
-    verify_data: bool = False  # sha256 of every shard before training (sizes are always checked)
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, default=str)
+from progan_tf.schedule import format_schedule, phase_at
 
 
 def crossed(before, after, interval):
@@ -216,14 +179,14 @@ def train(config, strategy=None):
         model = ProGAN(
             config.network,
             seed=config.seed,
-            gp_weight=config.gp_weight,
-            gp_target=config.gp_target,
-            drift_weight=config.drift_weight,
-            ema_beta=config.ema_beta,
-            adam_beta_1=config.adam_beta_1,
-            adam_beta_2=config.adam_beta_2,
-            adam_epsilon=config.adam_epsilon,
-            gp_reference_scaling=config.gp_reference_scaling,
+            gp_weight=config.loss.gp_weight,
+            gp_target=config.loss.gp_target,
+            drift_weight=config.loss.drift_weight,
+            ema_beta=config.optimizer.ema_beta,
+            adam_beta_1=config.optimizer.beta_1,
+            adam_beta_2=config.optimizer.beta_2,
+            adam_epsilon=config.optimizer.epsilon,
+            gp_reference_scaling=config.loss.gp_reference_scaling,
             mixed_precision=config.mixed_precision,
         )
     resume_from = _resolve_resume(config, checkpoint_dir)

@@ -61,8 +61,8 @@ def test_truncated_checkpoint_is_one_clear_error(tmp_path):
 
 
 def test_trained_model_takes_its_stage_from_the_checkpoint_not_the_image_count(tmp_path):
+    from progan_tf.config import TrainConfig
     from progan_tf.runs import load_trained_model
-    from progan_tf.training import TrainConfig
 
     schedule = ScheduleConfig(final_resolution=8, stabilize_kimg=0.1, transition_kimg=0.1, total_kimg=0.3,
                               default_batch_size=64)

@@ -192,7 +192,7 @@ def test_cli_prints_one_error_line(tmp_path):
     )
     assert result.returncode == 1
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert error_lines == ["error: resolution must be a power of two >= 4 (4, 8, ..., 1024). Received: resolution=100"]
+    assert error_lines == ["error: resolution must be a power of two between 4 and 1024. Received: resolution=100"]
     assert "Traceback" not in result.stderr
 
 
