@@ -10,7 +10,8 @@ r"""Benchmarks the dataset builder and the tf.data input pipeline.
    the median, in wall time and in CPU time of this process and all its children (sampled from
    /proc; on a machine shared with other jobs the CPU ratio is the steadier one). (The first build
    of a process also starts the worker pool's fork server.)
-2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8 as the trainer reads it),
+2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8
+   as the trainer reads it),
    against what the trainer consumes (--trainer_images_per_second, measured by the trainer;
    goal >= 5x).
 """
@@ -102,8 +103,12 @@ def _decode(path):
 
 
 def decode_only_seconds(folder, num_workers):
-    paths = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
-             if name.lower().endswith(IMAGE_EXTENSIONS)]
+    paths = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    ]
     started = time.time()
     # fork: the children only run PIL, and forkserver would re-import this TF-importing script.
     with multiprocessing.get_context("fork").Pool(num_workers) as pool:
@@ -128,8 +133,8 @@ def main(argv):
     del argv
     num_workers = FLAGS.num_workers or os.cpu_count()
     trainer = dict(
-        (int(res), float(ips)) for res, ips in
-        (item.split(":") for item in FLAGS.trainer_images_per_second.split(",") if item)
+        (int(res), float(ips))
+        for res, ips in (item.split(":") for item in FLAGS.trainer_images_per_second.split(",") if item)
     )
     work_dir = tempfile.mkdtemp(prefix="bench_data_")
     try:
@@ -142,8 +147,10 @@ def main(argv):
 
 def builder_table(work_dir, num_workers):
     """Prints decode-only vs build for each repeat and the medians; returns the last pyramid."""
-    print(f"| builder ({FLAGS.source} -> {FLAGS.resolution}px, {num_workers} workers) | decode s | build s | "
-          f"build / decode wall (goal <= 1.5x) | decode CPU s | build CPU s | build / decode CPU |")
+    print(
+        f"| builder ({FLAGS.source} -> {FLAGS.resolution}px, {num_workers} workers) | decode s | build s | "
+        f"build / decode wall (goal <= 1.5x) | decode CPU s | build CPU s | build / decode CPU |"
+    )
     print("|---|---|---|---|---|---|---|")
     wall_ratios, cpu_ratios = [], []
     for repeat in range(FLAGS.repeats):
@@ -151,13 +158,16 @@ def builder_table(work_dir, num_workers):
             count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
         pyramid_dir = os.path.join(work_dir, f"pyramid{repeat}")
         with TreeCpuSeconds() as build_cpu:
-            manifest = build.build_pyramid(FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers,
-                                           progress=False)
+            manifest = build.build_pyramid(
+                FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers, progress=False
+            )
         build_seconds = manifest["build"]["seconds"]
         wall_ratios.append(build_seconds / decode_seconds)
         cpu_ratios.append(build_cpu.seconds / decode_cpu.seconds)
-        print(f"| repeat {repeat + 1} ({count} images) | {decode_seconds:.2f} | {build_seconds:.2f} | "
-              f"{wall_ratios[-1]:.2f}x | {decode_cpu.seconds:.2f} | {build_cpu.seconds:.2f} | {cpu_ratios[-1]:.2f}x |")
+        print(
+            f"| repeat {repeat + 1} ({count} images) | {decode_seconds:.2f} | {build_seconds:.2f} | "
+            f"{wall_ratios[-1]:.2f}x | {decode_cpu.seconds:.2f} | {build_cpu.seconds:.2f} | {cpu_ratios[-1]:.2f}x |"
+        )
     print(f"| median | | | {statistics.median(wall_ratios):.2f}x | | | {statistics.median(cpu_ratios):.2f}x |")
     print()
     return pyramid_dir
@@ -171,6 +181,7 @@ def pipeline_table(pyramid_dir, trainer):
         consumed = trainer.get(resolution)
         ratio = f"{rate / consumed:.1f}x" if consumed else "n/a"
         print(f"| {resolution} | {BATCH_SIZES[resolution]} | {rate:.0f} | {consumed or 'n/a'} | {ratio} |")
+
 
 if __name__ == "__main__":
     app.run(main)

@@ -47,7 +47,6 @@ worker processes), parallel.py (the worker pool), writer.py (shards and commit),
 build and the command line); verification is progan_tf/pyramid_check.py.
 """
 
-
 import collections
 import concurrent.futures
 import contextlib
@@ -56,9 +55,9 @@ import json
 import os
 import sys
 import time
-from typing import Optional
 
 from absl import app, flags
+from tqdm import tqdm
 
 from datasets import imaging, parallel, sources, writer
 from progan_tf import pyramid_check
@@ -75,7 +74,9 @@ def check_resolution(resolution) -> int:
 
 def _check_arguments(non_square, num_images, shards_per_level, num_workers):
     if non_square not in imaging.NON_SQUARE_POLICIES:
-        raise UserInputError(f"non_square must be one of {imaging.NON_SQUARE_POLICIES}. Received: non_square={non_square!r}")
+        raise UserInputError(
+            f"non_square must be one of {imaging.NON_SQUARE_POLICIES}. Received: non_square={non_square!r}"
+        )
     if num_images is not None and num_images < 1:
         raise UserInputError(f"num_images must be >= 1. Received: num_images={num_images}")
     if shards_per_level is not None and shards_per_level < 1:
@@ -89,16 +90,16 @@ def build_pyramid(
     output_dir: str,
     resolution: int,
     *,
-    name: Optional[str] = None,
+    name: str | None = None,
     seed: int = 123,
-    num_images: Optional[int] = None,
-    shards_per_level: Optional[int] = None,
-    num_workers: Optional[int] = None,
+    num_images: int | None = None,
+    shards_per_level: int | None = None,
+    num_workers: int | None = None,
     strict: bool = False,
     non_square: str = "crop",
     overwrite: bool = False,
-    tfds_manual_dir: Optional[str] = None,
-    tfds_data_dir: Optional[str] = None,
+    tfds_manual_dir: str | None = None,
+    tfds_data_dir: str | None = None,
     tfds_image_key: str = "image",
     progress: bool = True,
 ) -> dict:
@@ -133,8 +134,17 @@ def build_pyramid(
     num_workers = os.cpu_count() if num_workers is None else num_workers
     _check_arguments(non_square, num_images, shards_per_level, num_workers)
     output_dir = output_dir.rstrip("/") or output_dir
-    data_source = sources.make_source(source, resolution, seed, num_images, parallel.images_per_task(resolution),
-                                      non_square, tfds_manual_dir, tfds_data_dir, tfds_image_key)
+    data_source = sources.make_source(
+        source,
+        resolution,
+        seed,
+        num_images,
+        parallel.images_per_task(resolution),
+        non_square,
+        tfds_manual_dir,
+        tfds_data_dir,
+        tfds_image_key,
+    )
     if strict and data_source.problems:
         raise UserInputError(_fatal_problem_message(data_source.problems[0]))
     target = data_source.num_candidates if num_images is None else min(num_images, data_source.num_candidates)
@@ -142,8 +152,9 @@ def build_pyramid(
     output = None
     try:
         output = writer.PyramidOutput(output_dir, overwrite)
-        levels, record_names = _write_levels(output, data_source, resolution, target, shards_per_level,
-                                             strict, num_workers, progress)
+        levels, record_names = _write_levels(
+            output, data_source, resolution, target, shards_per_level, strict, num_workers, progress
+        )
         if not record_names:
             problems = data_source.problems
             raise UserInputError(
@@ -151,8 +162,18 @@ def build_pyramid(
                 f"{problems[0]['file']}: {problems[0]['reason']}). Received: source={source!r}"
             )
         output.write_text(output.record_names_file(), "".join(record_name + "\n" for record_name in record_names))
-        manifest = _manifest(name or os.path.basename(output_dir), resolution, levels, record_names, data_source,
-                             output.record_names_file(), seed, time.time() - started, num_workers, non_square)
+        manifest = _manifest(
+            name or os.path.basename(output_dir),
+            resolution,
+            levels,
+            record_names,
+            data_source,
+            output.record_names_file(),
+            seed,
+            time.time() - started,
+            num_workers,
+            non_square,
+        )
         output.commit(json.dumps(manifest, indent=1))
     except writer.FILESYSTEM_ERRORS as exc:
         if output is not None:
@@ -170,20 +191,25 @@ def build_pyramid(
 
 def _write_levels(output, data_source, resolution, target, shards_per_level, strict, num_workers, progress):
     """Loads the source in the workers and writes every usable image; returns (levels, record names)."""
-    from tqdm import tqdm
-
     # One thread hashes each shard while it is written (sha256 releases the GIL).
     with concurrent.futures.ThreadPoolExecutor(1) as hasher:
         level_writers = [
-            writer.LevelWriter(output.directory, size, writer.records_per_shard(size, target, shards_per_level),
-                               output.build_tag, hasher)
+            writer.LevelWriter(
+                output.directory,
+                size,
+                writer.records_per_shard(size, target, shards_per_level),
+                output.build_tag,
+                hasher,
+            )
             for size in imaging.level_resolutions(resolution)
         ]
         try:
             record_names = []
             loaded = parallel.load_pyramids(data_source.tasks, resolution, num_workers)
-            with contextlib.closing(loaded), tqdm(total=target, unit="img", disable=not progress, file=sys.stderr,
-                                                   dynamic_ncols=True) as bar:
+            with (
+                contextlib.closing(loaded),
+                tqdm(total=target, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar,
+            ):
                 for result, records in loaded:
                     _note_problems(result, data_source.problems, strict)
                     if records is None:
@@ -209,8 +235,9 @@ def _note_problems(result, problems, strict):
         raise UserInputError(_fatal_problem_message(problems[-1]))
 
 
-def _manifest(name, resolution, levels, record_names, data_source, record_names_file, seed, seconds, num_workers,
-              non_square) -> dict:
+def _manifest(
+    name, resolution, levels, record_names, data_source, record_names_file, seed, seconds, num_workers, non_square
+) -> dict:
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -249,9 +276,12 @@ def summarize_problems(problems: list, max_files: int = 5) -> list:
         groups[(problem["fatal"], problem["reason"].split(" (")[0])].append(problem["file"])
     lines = []
     for (skipped, reason), files in sorted(groups.items()):
-        shown = ", ".join(files[:max_files]) + (f", ... ({len(files) - max_files} more)" if len(files) > max_files else "")
+        shown = ", ".join(files[:max_files]) + (
+            f", ... ({len(files) - max_files} more)" if len(files) > max_files else ""
+        )
         lines.append(f"{'skipped' if skipped else 'converted'} {len(files)}: {reason}: {shown}")
     return lines
+
 
 # ----------------------------------------------------------------------------------------------
 # Command line.
@@ -289,23 +319,39 @@ def _run(argv) -> int:
             print(f"problem: {problem}")
         for leftover in report["leftovers"]:
             print(f"note: {leftover} is not in the manifest (left by an interrupted build; the next build removes it)")
-        print(f"{'OK' if report['ok'] else 'FAILED'}: {FLAGS.output_dir} ({report['files_checked']} shard files checked, "
-              f"{len(report['problems'])} problems)")
+        print(
+            f"{'OK' if report['ok'] else 'FAILED'}: {FLAGS.output_dir} ({report['files_checked']} shard files checked, "
+            f"{len(report['problems'])} problems)"
+        )
         return 0 if report["ok"] else 1
     if FLAGS.source is None or FLAGS.resolution is None:
-        raise UserInputError(f"--source and --resolution are required to build. Received: source={FLAGS.source!r}, resolution={FLAGS.resolution!r}")
+        raise UserInputError(
+            "--source and --resolution are required to build. "
+            f"Received: source={FLAGS.source!r}, resolution={FLAGS.resolution!r}"
+        )
     manifest = build_pyramid(
-        FLAGS.source, FLAGS.output_dir, FLAGS.resolution, name=FLAGS.name, seed=FLAGS.seed,
-        num_images=FLAGS.num_images, shards_per_level=FLAGS.shards_per_level, num_workers=FLAGS.num_workers,
-        strict=FLAGS.strict, non_square=FLAGS.non_square, overwrite=FLAGS.overwrite,
-        tfds_manual_dir=FLAGS.tfds_manual_dir, tfds_data_dir=FLAGS.tfds_data_dir,
+        FLAGS.source,
+        FLAGS.output_dir,
+        FLAGS.resolution,
+        name=FLAGS.name,
+        seed=FLAGS.seed,
+        num_images=FLAGS.num_images,
+        shards_per_level=FLAGS.shards_per_level,
+        num_workers=FLAGS.num_workers,
+        strict=FLAGS.strict,
+        non_square=FLAGS.non_square,
+        overwrite=FLAGS.overwrite,
+        tfds_manual_dir=FLAGS.tfds_manual_dir,
+        tfds_data_dir=FLAGS.tfds_data_dir,
         tfds_image_key=FLAGS.tfds_image_key,
     )
     for line in summarize_problems(manifest["problems"]):
         print(line)
     build = manifest["build"]
-    print(f"wrote {FLAGS.output_dir}: {manifest['num_images']} images, levels {manifest['resolutions']}, "
-          f"{build['seconds']:.1f} s ({build['images_per_second']:.0f} img/s)")
+    print(
+        f"wrote {FLAGS.output_dir}: {manifest['num_images']} images, levels {manifest['resolutions']}, "
+        f"{build['seconds']:.1f} s ({build['images_per_second']:.0f} img/s)"
+    )
     return 0
 
 

@@ -11,7 +11,6 @@ in uint8; `pyramid_levels` computes exactly that in integers.
 
 import dataclasses
 import io
-from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -51,8 +50,8 @@ class LoadResult:
     """
 
     name: str
-    skip_reason: Optional[str] = None
-    note: Optional[str] = None
+    skip_reason: str | None = None
+    note: str | None = None
 
 
 def num_levels(resolution: int) -> int:

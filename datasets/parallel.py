@@ -15,8 +15,8 @@ import os
 import shutil
 import sys
 import types
+from collections.abc import Iterator
 from multiprocessing import shared_memory
-from typing import Iterator
 
 import numpy as np
 
@@ -110,7 +110,8 @@ def _create_shared_memory(size, num_workers):
     free = shutil.disk_usage("/dev/shm").free if os.path.isdir("/dev/shm") else size
     if free < size:
         raise UserInputError(
-            f"not enough shared memory: the builder needs {size / 2**20:.0f} MiB in /dev/shm for {num_workers} workers, "
+            f"not enough shared memory: the builder needs {size / 2**20:.0f} MiB in /dev/shm for "
+            f"{num_workers} workers, "
             f"{free / 2**20:.1f} MiB are free; pass a smaller --num_workers (or give the container more, e.g. "
             f"docker --shm-size). Received: num_workers={num_workers}"
         )

@@ -4,7 +4,7 @@ Each source yields worker tasks (see imaging.load_chunk) lazily, so nothing is h
 """
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -66,8 +66,12 @@ def _folder_source(folder, resolution, seed, chunk_size, non_square) -> Source:
     order = np.random.default_rng(seed).permutation(len(unique))
     items = ((unique[i], os.path.join(folder, unique[i])) for i in order)
     tasks = (("file", chunk, resolution, non_square) for chunk in _chunks(items, chunk_size))
-    description = {"kind": "folder", "path": os.path.abspath(folder), "image_files": len(images),
-                   "ignored_files": ignored}
+    description = {
+        "kind": "folder",
+        "path": os.path.abspath(folder),
+        "image_files": len(images),
+        "ignored_files": ignored,
+    }
     return Source(description, len(unique), tasks, problems)
 
 
@@ -78,6 +82,7 @@ def _synthetic_source(resolution, seed, num_images, chunk_size) -> Source:
 
 
 def _tfds_source(spec, resolution, seed, chunk_size, non_square, manual_dir, data_dir, image_key) -> Source:
+    # Imported here: TFDS is heavy and only this source needs it.
     import tensorflow_datasets as tfds
 
     name, _, split = spec.partition(":")
@@ -95,7 +100,8 @@ def _tfds_source(spec, resolution, seed, chunk_size, non_square, manual_dir, dat
         except Exception as exc:  # surfaces the builder's own explanation (e.g. missing tar)
             message = " ".join(str(exc).split())
             raise UserInputError(
-                f"TFDS could not prepare {name} from the manual dir: {message}. Received: tfds_manual_dir={manual_dir!r}"
+                f"TFDS could not prepare {name} from the manual dir: {message}. "
+                f"Received: tfds_manual_dir={manual_dir!r}"
             ) from None
     elif not builder.is_prepared():
         raise UserInputError(
@@ -104,7 +110,8 @@ def _tfds_source(spec, resolution, seed, chunk_size, non_square, manual_dir, dat
         )
     if split not in builder.info.splits:
         raise UserInputError(
-            f"TFDS dataset {name} has no split {split!r}; it has {sorted(builder.info.splits)}. Received: source='tfds:{spec}'"
+            f"TFDS dataset {name} has no split {split!r}; it has {sorted(builder.info.splits)}. "
+            f"Received: source='tfds:{spec}'"
         )
     if image_key not in builder.info.features:
         raise UserInputError(
@@ -123,16 +130,24 @@ def _tfds_source(spec, resolution, seed, chunk_size, non_square, manual_dir, dat
             yield f"{name}:{split}[{index}]", example[image_key]
 
     tasks = (("bytes", chunk, resolution, non_square) for chunk in _chunks(items(), chunk_size))
-    description = {"kind": "tfds", "name": name, "split": split, "data_dir": builder.data_dir,
-                   "manual_dir": manual_dir}
+    description = {"kind": "tfds", "name": name, "split": split, "data_dir": builder.data_dir, "manual_dir": manual_dir}
     return Source(description, builder.info.splits[split].num_examples, tasks)
 
 
-def make_source(source, resolution, seed, num_images, chunk_size, non_square, tfds_manual_dir,
-                 tfds_data_dir, tfds_image_key) -> Source:
+def make_source(
+    source, resolution, seed, num_images, chunk_size, non_square, tfds_manual_dir, tfds_data_dir, tfds_image_key
+) -> Source:
     if source == "synthetic":
         return _synthetic_source(resolution, seed, num_images, chunk_size)
     if source.startswith("tfds:"):
-        return _tfds_source(source[len("tfds:"):], resolution, seed, chunk_size, non_square,
-                            tfds_manual_dir, tfds_data_dir, tfds_image_key)
+        return _tfds_source(
+            source[len("tfds:") :],
+            resolution,
+            seed,
+            chunk_size,
+            non_square,
+            tfds_manual_dir,
+            tfds_data_dir,
+            tfds_image_key,
+        )
     return _folder_source(source, resolution, seed, chunk_size, non_square)

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import os
 import secrets
-from typing import Optional
 
 import tensorflow as tf
 
@@ -59,7 +58,7 @@ def write_atomically(path: str, contents: str):
         raise
 
 
-def records_per_shard(resolution: int, num_images: int, shards_per_level: Optional[int]) -> int:
+def records_per_shard(resolution: int, num_images: int, shards_per_level: int | None) -> int:
     if shards_per_level is None:
         return max(1, DEFAULT_SHARD_BYTES // (resolution * resolution * 3))
     return max(1, -(-num_images // shards_per_level))
@@ -153,8 +152,12 @@ class LevelWriter:
             "record_bytes": size,
             "num_records": sum(count for _, count, _ in self.shards),
             "shards": [
-                {"file": name, "num_records": count, "bytes": count * (size + TFRECORD_FRAMING_BYTES),
-                 "sha256": digest.result()}
+                {
+                    "file": name,
+                    "num_records": count,
+                    "bytes": count * (size + TFRECORD_FRAMING_BYTES),
+                    "sha256": digest.result(),
+                }
                 for name, count, digest in self.shards
             ],
         }
@@ -213,13 +216,15 @@ class PyramidOutput:
                     tf.io.gfile.remove(os.path.join(self.directory, name))
 
 
-def _listed_files(output_dir: str) -> Optional[set]:
+def _listed_files(output_dir: str) -> set | None:
     """Files the pyramid's manifest refers to (None when there is no valid manifest)."""
     try:
         manifest = load_manifest(output_dir)
     except UserInputError:
         return None
-    return {manifest["record_names_file"]} | {shard["file"] for level in manifest["levels"] for shard in level["shards"]}
+    return {manifest["record_names_file"]} | {
+        shard["file"] for level in manifest["levels"] for shard in level["shards"]
+    }
 
 
 def remove_leftovers(output_dir: str):
@@ -241,4 +246,3 @@ def remove_leftovers(output_dir: str):
     for name in tf.io.gfile.listdir(output_dir):
         if is_build_file(name) and name not in listed:
             tf.io.gfile.remove(os.path.join(output_dir, name))
-

@@ -26,7 +26,7 @@ computed in-graph in the train step (2x2 average pool, then nearest upsampling),
 """
 
 import math
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -76,7 +76,7 @@ def make_dataset(
     *,
     mirror_augment: bool = True,
     seed: int = 0,
-    shuffle_buffer: Optional[int] = None,
+    shuffle_buffer: int | None = None,
     skip_batches: int = 0,
     num_input_pipelines: int = 1,
     input_pipeline_id: int = 0,
@@ -145,8 +145,7 @@ def make_dataset(
     def read_window(window_id):
         """All records of one window (in the epoch's shard order), as one [n] string tensor."""
         epoch, index = window_id // windows_per_epoch, window_id % windows_per_epoch
-        order = _stateless_permutation(
-            len(paths), tf.random.experimental.stateless_fold_in(shard_order_key, epoch))
+        order = _stateless_permutation(len(paths), tf.random.experimental.stateless_fold_in(shard_order_key, epoch))
         counts = tf.gather(shard_counts, order)
         shard_end = tf.cumsum(counts)
         shard_start = shard_end - counts
@@ -155,11 +154,13 @@ def make_dataset(
         first = tf.maximum(shard_start, window_start)
         take = tf.maximum(tf.minimum(shard_end, window_end) - first, 0)
         used = take > 0
-        pieces = tf.data.Dataset.from_tensor_slices((
-            tf.boolean_mask(tf.gather(shard_paths, order), used),
-            tf.boolean_mask(first - shard_start, used),
-            tf.boolean_mask(take, used),
-        ))
+        pieces = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.boolean_mask(tf.gather(shard_paths, order), used),
+                tf.boolean_mask(first - shard_start, used),
+                tf.boolean_mask(take, used),
+            )
+        )
         records = pieces.interleave(
             lambda path, skip, count: tf.data.TFRecordDataset(path, buffer_size=1 << 20).skip(skip).take(count),
             cycle_length=reads_in_parallel,
@@ -171,9 +172,12 @@ def make_dataset(
     def shuffle_window(window_id, records):
         size = tf.shape(records, out_type=tf.int64)[0]
         permutation = _stateless_permutation(
-            size, tf.random.experimental.stateless_fold_in(window_order_key, window_id))
-        flips = tf.random.stateless_uniform(
-            [size], seed=tf.random.experimental.stateless_fold_in(mirror_key, window_id)) < 0.5
+            size, tf.random.experimental.stateless_fold_in(window_order_key, window_id)
+        )
+        flips = (
+            tf.random.stateless_uniform([size], seed=tf.random.experimental.stateless_fold_in(mirror_key, window_id))
+            < 0.5
+        )
         return tf.data.Dataset.from_tensor_slices((tf.gather(records, permutation), flips))
 
     elements = (
@@ -205,7 +209,7 @@ def make_dataset(
 
 
 def iterate_images(
-    pyramid_dir: str, resolution: int, batch_size: int, limit: Optional[int] = None
+    pyramid_dir: str, resolution: int, batch_size: int, limit: int | None = None
 ) -> Iterator[np.ndarray]:
     """Yields a level's images in record order, without augmentation.
 
@@ -227,5 +231,6 @@ def iterate_images(
         records = records.take(limit)
     channels = manifest["channels"]
     batches = records.batch(batch_size).map(
-        lambda batch: _decode_batch(batch, resolution, channels), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda batch: _decode_batch(batch, resolution, channels), num_parallel_calls=tf.data.AUTOTUNE
+    )
     yield from batches.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()

@@ -15,10 +15,11 @@ reaches (`gs://`, `ram://`, ...).
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from os.path import join
-from typing import Iterable, Optional
 
 import tensorflow as tf
+from tqdm import tqdm
 
 from progan_tf.errors import UserInputError
 from progan_tf.pyramid_format import (
@@ -51,10 +52,15 @@ def load_manifest(pyramid_dir: str) -> dict:
     Raises:
       UserInputError: the directory or manifest is missing, unreadable or not a pyramid manifest.
     """
-    partial = " (a .partial build is still there: the build did not finish; run it again)" if tf.io.gfile.isdir(
-        pyramid_dir.rstrip("/") + ".partial") else ""
+    partial = (
+        " (a .partial build is still there: the build did not finish; run it again)"
+        if tf.io.gfile.isdir(pyramid_dir.rstrip("/") + ".partial")
+        else ""
+    )
     if not tf.io.gfile.isdir(pyramid_dir):
-        raise UserInputError(f"dataset pyramid directory does not exist{partial}. Received: pyramid_dir={pyramid_dir!r}")
+        raise UserInputError(
+            f"dataset pyramid directory does not exist{partial}. Received: pyramid_dir={pyramid_dir!r}"
+        )
     path = join(pyramid_dir, MANIFEST_NAME)
     if not tf.io.gfile.exists(path):
         raise UserInputError(
@@ -113,7 +119,7 @@ def level_paths(pyramid_dir: str, level: dict) -> list:
     return paths
 
 
-def check_pyramid(pyramid_dir: str, resolutions: Optional[Iterable[int]] = None, verify: bool = False) -> dict:
+def check_pyramid(pyramid_dir: str, resolutions: Iterable[int] | None = None, verify: bool = False) -> dict:
     """Checks a pyramid before training: manifest, levels, and the size of every shard.
 
     Args:
@@ -156,15 +162,14 @@ def verify_pyramid(pyramid_dir: str, progress: bool = False) -> dict:
     Raises:
       UserInputError: the directory or its manifest is missing or invalid.
     """
-    from tqdm import tqdm
-
     manifest = load_manifest(pyramid_dir)
     problems, listed = [], {MANIFEST_NAME, manifest["record_names_file"]}
     shards = [(level, shard) for level in manifest["levels"] for shard in level["shards"]]
     for level in manifest["levels"]:
         if level["num_records"] != manifest["num_images"]:
             problems.append(
-                f"level {level['resolution']}: manifest lists {level['num_records']} records, expected {manifest['num_images']}"
+                f"level {level['resolution']}: manifest lists {level['num_records']} records, "
+                f"expected {manifest['num_images']}"
             )
     total = sum(shard["bytes"] for _, shard in shards)
     with tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc="verify") as bar:
@@ -233,7 +238,7 @@ def sha256_of_file(path: str, on_block=None) -> str:
     return digest.hexdigest()
 
 
-def first_bad_record(path: str, expected_record_bytes: int, first: Optional[int] = None) -> Optional[str]:
+def first_bad_record(path: str, expected_record_bytes: int, first: int | None = None) -> str | None:
     """Reads a shard's records (all, or only record `first`); describes the first bad one, else None."""
     records = tf.data.TFRecordDataset(path)
     index = first or 0
@@ -249,15 +254,17 @@ def first_bad_record(path: str, expected_record_bytes: int, first: Optional[int]
     return None
 
 
-def _size_problem(path: str, shard: dict) -> Optional[str]:
+def _size_problem(path: str, shard: dict) -> str | None:
     """What is wrong with a shard file's existence or size (None if nothing)."""
     try:
         size = tf.io.gfile.stat(path).length
     except tf.errors.NotFoundError:
         return "listed in the manifest is missing"
     if size != shard["bytes"]:
-        return (f"does not match the manifest (truncated or corrupt): {size} bytes, expected {shard['bytes']} "
-                f"for {shard['num_records']} records")
+        return (
+            f"does not match the manifest (truncated or corrupt): {size} bytes, expected {shard['bytes']} "
+            f"for {shard['num_records']} records"
+        )
     return None
 
 

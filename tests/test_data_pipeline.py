@@ -21,8 +21,16 @@ SEED = 11
 def pyramid(tmp_path_factory):
     """A 3-shard synthetic pyramid and its images (uint8, record order)."""
     output = str(tmp_path_factory.mktemp("pipeline") / "faces")
-    build.build_pyramid("synthetic", output, RESOLUTION, seed=SEED, num_images=NUM_IMAGES, shards_per_level=3,
-                        num_workers=0, progress=False)
+    build.build_pyramid(
+        "synthetic",
+        output,
+        RESOLUTION,
+        seed=SEED,
+        num_images=NUM_IMAGES,
+        shards_per_level=3,
+        num_workers=0,
+        progress=False,
+    )
     images = np.stack([synthetic_image(i, RESOLUTION, SEED) for i in range(NUM_IMAGES)])
     return output, images
 
@@ -101,8 +109,15 @@ def test_input_pipelines_split_the_same_global_batches(pyramid):
     pyramid_dir, _ = pyramid
     single = take_batches(pyramid_dir, 6, global_batch_size=12, shuffle_buffer=7, skip_batches=2)
     parts = [
-        take_batches(pyramid_dir, 6, global_batch_size=12, shuffle_buffer=7, skip_batches=2,
-                     num_input_pipelines=3, input_pipeline_id=pipeline)
+        take_batches(
+            pyramid_dir,
+            6,
+            global_batch_size=12,
+            shuffle_buffer=7,
+            skip_batches=2,
+            num_input_pipelines=3,
+            input_pipeline_id=pipeline,
+        )
         for pipeline in range(3)
     ]
     assert parts[0][0].shape == (4, RESOLUTION, RESOLUTION, 3)
@@ -171,7 +186,10 @@ def test_manifest_that_does_not_match_the_files_is_a_clear_error(pyramid, tmp_pa
     "kwargs, message",
     [
         ({"global_batch_size": 10, "num_input_pipelines": 3}, "multiple of num_input_pipelines"),
-        ({"global_batch_size": 8, "num_input_pipelines": 2, "input_pipeline_id": 2}, r"input_pipeline_id must be in \[0, 2\)"),
+        (
+            {"global_batch_size": 8, "num_input_pipelines": 2, "input_pipeline_id": 2},
+            r"input_pipeline_id must be in \[0, 2\)",
+        ),
         ({"global_batch_size": 8, "skip_batches": -1}, "skip_batches must be >= 0"),
     ],
 )
@@ -190,6 +208,10 @@ def test_a_pyramid_on_another_tensorflow_filesystem_reads_the_same(pyramid):
     for name in os.listdir(pyramid_dir):
         tf.io.gfile.copy(os.path.join(pyramid_dir, name), f"{remote}/{name}", overwrite=True)
     assert pyramid_check.check_pyramid(remote, verify=True) == data.load_manifest(pyramid_dir)
-    np.testing.assert_array_equal(np.stack(take_batches(remote, 5, seed=6)), np.stack(take_batches(pyramid_dir, 5, seed=6)))
-    np.testing.assert_array_equal(np.concatenate(list(data.iterate_images(remote, 4, 16))),
-                                  np.concatenate(list(data.iterate_images(pyramid_dir, 4, 16))))
+    np.testing.assert_array_equal(
+        np.stack(take_batches(remote, 5, seed=6)), np.stack(take_batches(pyramid_dir, 5, seed=6))
+    )
+    np.testing.assert_array_equal(
+        np.concatenate(list(data.iterate_images(remote, 4, 16))),
+        np.concatenate(list(data.iterate_images(pyramid_dir, 4, 16))),
+    )

@@ -98,16 +98,25 @@ def folder_pyramid(image_folder, tmp_path_factory):
 def test_folder_build_reports_every_bad_file_by_reason(folder_pyramid):
     _, manifest = folder_pyramid
     by_file = {problem["file"]: (problem["reason"], problem["fatal"]) for problem in manifest["problems"]}
-    assert set(by_file) == {"b/corrupt.jpg", "b/truncated.png", "b/tiny.png", "a/img_0.webp",
-                            "b/gray.png", "b/rgba.png", "b/cmyk.jpg"}
+    assert set(by_file) == {
+        "b/corrupt.jpg",
+        "b/truncated.png",
+        "b/tiny.png",
+        "a/img_0.webp",
+        "b/gray.png",
+        "b/rgba.png",
+        "b/cmyk.jpg",
+    }
     assert by_file["b/corrupt.jpg"][0].startswith("corrupt or unreadable")
     assert by_file["b/truncated.png"][0].startswith("corrupt or unreadable")
     assert by_file["b/tiny.png"][0] == "smaller than 32x32 (16x16)"
     assert by_file["a/img_0.webp"][0] == "duplicate name (same as a/img_0.png)"
     assert all(by_file[name][1] is False for name in ("b/gray.png", "b/rgba.png", "b/cmyk.jpg"))
     summary = build.summarize_problems(manifest["problems"])
-    assert "skipped 2: corrupt or unreadable: b/corrupt.jpg, b/truncated.png" in summary or \
-        "skipped 2: corrupt or unreadable: b/truncated.png, b/corrupt.jpg" in summary
+    assert (
+        "skipped 2: corrupt or unreadable: b/corrupt.jpg, b/truncated.png" in summary
+        or "skipped 2: corrupt or unreadable: b/truncated.png, b/corrupt.jpg" in summary
+    )
     assert manifest["source"]["ignored_files"] == 1
     assert manifest["num_images"] == 11
 
@@ -130,12 +139,14 @@ def test_folder_build_pixels_and_pyramid_match_numpy(folder_pyramid, image_folde
 
 def test_rebuild_with_same_seed_is_byte_identical_without_workers(folder_pyramid, image_folder, tmp_path):
     _, manifest = folder_pyramid
-    again = build.build_pyramid(image_folder[0], str(tmp_path / "again"), RESOLUTION, seed=7, num_workers=0,
-                                progress=False)
+    again = build.build_pyramid(
+        image_folder[0], str(tmp_path / "again"), RESOLUTION, seed=7, num_workers=0, progress=False
+    )
     digests = lambda m: [shard["sha256"] for level in m["levels"] for shard in level["shards"]]
     assert digests(again) == digests(manifest)
-    other = build.build_pyramid(image_folder[0], str(tmp_path / "other"), RESOLUTION, seed=8, num_workers=0,
-                                progress=False)
+    other = build.build_pyramid(
+        image_folder[0], str(tmp_path / "other"), RESOLUTION, seed=8, num_workers=0, progress=False
+    )
     assert record_names(str(tmp_path / "other")) != record_names(str(tmp_path / "again"))
     assert sorted(record_names(str(tmp_path / "other"))) == sorted(record_names(str(tmp_path / "again")))
     assert other["num_images"] == again["num_images"]
@@ -155,8 +166,9 @@ def test_strict_fails_on_first_bad_file_and_leaves_nothing_behind(image_folder, 
 
 
 def test_non_square_skip_policy(image_folder, tmp_path):
-    manifest = build.build_pyramid(image_folder[0], str(tmp_path / "p"), RESOLUTION, non_square="skip",
-                                   num_workers=0, progress=False)
+    manifest = build.build_pyramid(
+        image_folder[0], str(tmp_path / "p"), RESOLUTION, non_square="skip", num_workers=0, progress=False
+    )
     reasons = {problem["file"]: problem["reason"] for problem in manifest["problems"]}
     assert reasons["a/wide.png"] == "not square (40x32)"
     assert manifest["num_images"] == 10
@@ -186,9 +198,18 @@ def test_refuses_to_overwrite_without_flag(folder_pyramid, image_folder):
 
 def test_cli_prints_one_error_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "datasets.build", "--source=synthetic", f"--output_dir={tmp_path / 'x'}",
-         "--resolution=100"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "datasets.build",
+            "--source=synthetic",
+            f"--output_dir={tmp_path / 'x'}",
+            "--resolution=100",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -198,8 +219,9 @@ def test_cli_prints_one_error_line(tmp_path):
 
 def test_synthetic_build_with_several_shards_round_trips_exactly(tmp_path):
     output = str(tmp_path / "synthetic")
-    manifest = build.build_pyramid("synthetic", output, 16, seed=5, num_images=24, shards_per_level=3,
-                                   num_workers=0, progress=False)
+    manifest = build.build_pyramid(
+        "synthetic", output, 16, seed=5, num_images=24, shards_per_level=3, num_workers=0, progress=False
+    )
     assert [len(level["shards"]) for level in manifest["levels"]] == [3, 3, 3]
     assert [shard["num_records"] for shard in manifest["levels"][0]["shards"]] == [8, 8, 8]
     full = read_level(output, 16)
@@ -225,10 +247,12 @@ def test_verify_reports_truncated_and_corrupted_shards_by_file(tmp_path):
     assert not report["ok"]
     assert len(report["problems"]) == 2
     assert report["problems"][0].startswith(
-        f"{os.path.basename(flipped)}: checksum mismatch (record 0 unreadable (DataLossError: corrupted record")
+        f"{os.path.basename(flipped)}: checksum mismatch (record 0 unreadable (DataLossError: corrupted record"
+    )
     assert report["problems"][1] == (  # 10 * (8*8*3 + 16) bytes
         f"{os.path.basename(truncated)}: does not match the manifest (truncated or corrupt): 2070 bytes, expected 2080 "
-        "for 10 records")
+        "for 10 records"
+    )
 
 
 def test_verify_of_incomplete_build_is_a_clear_error(tmp_path):
@@ -249,8 +273,13 @@ def test_tfds_celeb_a_hq_from_manual_tar(tmp_path):
             tar.add(path, arcname=path.name)
     output = str(tmp_path / "pyramid")
     manifest = build.build_pyramid(
-        "tfds:celeb_a_hq/8", output, 8, tfds_manual_dir=str(manual_dir), tfds_data_dir=str(tmp_path / "tfds"),
-        num_workers=0, progress=False,
+        "tfds:celeb_a_hq/8",
+        output,
+        8,
+        tfds_manual_dir=str(manual_dir),
+        tfds_data_dir=str(tmp_path / "tfds"),
+        num_workers=0,
+        progress=False,
     )
     assert manifest["num_images"] == 5 and manifest["source"]["kind"] == "tfds"
     full, low = read_level(output, 8), read_level(output, 4)
@@ -261,8 +290,9 @@ def test_tfds_celeb_a_hq_from_manual_tar(tmp_path):
 
 def test_tfds_unprepared_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(UserInputError, match="not prepared.*nothing is downloaded"):
-        build.build_pyramid("tfds:celeb_a_hq/8", str(tmp_path / "p"), 8, tfds_data_dir=str(tmp_path / "tfds"),
-                            progress=False)
+        build.build_pyramid(
+            "tfds:celeb_a_hq/8", str(tmp_path / "p"), 8, tfds_data_dir=str(tmp_path / "tfds"), progress=False
+        )
 
 
 @pytest.mark.realdata
@@ -297,19 +327,31 @@ def test_build_onto_another_tensorflow_filesystem_matches_a_local_build(tmp_path
     local = build.build_pyramid("synthetic", str(tmp_path / "p"), 8, num_images=10, num_workers=0, progress=False)
     remote = build.build_pyramid("synthetic", "ram://build/p", 8, num_images=10, num_workers=0, progress=False)
     assert digests(remote) == digests(local)
-    again = build.build_pyramid("synthetic", "ram://build/p", 8, num_images=10, seed=4, num_workers=0,
-                                progress=False, overwrite=True)
-    assert pyramid_check.verify_pyramid("ram://build/p") == {"ok": True, "problems": [], "files_checked": 2,
-                                                              "leftovers": []}
+    again = build.build_pyramid(
+        "synthetic", "ram://build/p", 8, num_images=10, seed=4, num_workers=0, progress=False, overwrite=True
+    )
+    assert pyramid_check.verify_pyramid("ram://build/p") == {
+        "ok": True,
+        "problems": [],
+        "files_checked": 2,
+        "leftovers": [],
+    }
     assert sorted(tf.io.gfile.listdir("ram://build/p")) == sorted(
-        ["manifest.json", again["record_names_file"], *(shard["file"] for level in again["levels"] for shard in level["shards"])])
+        [
+            "manifest.json",
+            again["record_names_file"],
+            *(shard["file"] for level in again["levels"] for shard in level["shards"]),
+        ]
+    )
 
 
 def float32_reference_pyramid(image):
     """The reference's math (PAPER_NOTES): float32 2x2 means of the unrounded level above, then rint/clip."""
     current, levels = image.astype(np.float32), [image]
     while current.shape[0] > 4:
-        current = (current[0::2, 0::2] + current[0::2, 1::2] + current[1::2, 0::2] + current[1::2, 1::2]) * np.float32(0.25)
+        current = (current[0::2, 0::2] + current[0::2, 1::2] + current[1::2, 0::2] + current[1::2, 1::2]) * np.float32(
+            0.25
+        )
         levels.append(np.clip(np.rint(current), 0, 255).astype(np.uint8))
     return levels[::-1], current
 
@@ -327,8 +369,12 @@ def test_integer_pyramid_is_bit_identical_to_the_float32_reference_including_tie
     from datasets.imaging import pyramid_levels
 
     rng = np.random.default_rng(0)
-    images = [random_rgb(rng, 1024), np.full((1024, 1024, 3), 255, np.uint8), np.zeros((8, 8, 3), np.uint8),
-              random_rgb(rng, 4)]
+    images = [
+        random_rgb(rng, 1024),
+        np.full((1024, 1024, 3), 255, np.uint8),
+        np.zeros((8, 8, 3), np.uint8),
+        random_rgb(rng, 4),
+    ]
     images += [image_with_ties(rng, 1024, halvings) for halvings in range(1, 9)]
     for image in images:
         expected, _ = float32_reference_pyramid(image)

@@ -38,8 +38,9 @@ def error_lines(result):
 
 def run_main(pyramid, run_dir, *extra):
     command = helpers.main_command(*helpers.main_flags(pyramid, run_dir), *extra)
-    return subprocess.run(command, cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(), capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        command, cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 def build_files(pyramid_dir):
@@ -47,8 +48,9 @@ def build_files(pyramid_dir):
 
 
 def small_synthetic(output_dir, num_images, **kwargs):
-    return build.build_pyramid("synthetic", str(output_dir), 16, num_images=num_images, num_workers=0,
-                               progress=False, **kwargs)
+    return build.build_pyramid(
+        "synthetic", str(output_dir), 16, num_images=num_images, num_workers=0, progress=False, **kwargs
+    )
 
 
 @pytest.fixture
@@ -112,8 +114,13 @@ def test_explain_data_error_names_the_corrupt_shard_among_several(tmp_path):
 def tmpfs(path, size_kib):
     """A real size-limited tmpfs at `path` (root), or None where this process cannot mount."""
     os.makedirs(path)
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)], capture_output=True).returncode == 0
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
     try:
         yield path if mounted else None
     finally:
@@ -127,13 +134,29 @@ def test_disk_full_gives_one_line_and_keeps_the_old_pyramid(tmp_path):
         pyramid = str(root / "faces")
         small_synthetic(pyramid, 64)
         before = {name: open(os.path.join(pyramid, name), "rb").read() for name in build_files(pyramid)}
-        command = [sys.executable, "-m", "datasets.build", "--source=synthetic", "--resolution=16",
-                   "--num_images=3000", "--num_workers=0", f"--output_dir={pyramid}", "--overwrite"]
+        command = [
+            sys.executable,
+            "-m",
+            "datasets.build",
+            "--source=synthetic",
+            "--resolution=16",
+            "--num_images=3000",
+            "--num_workers=0",
+            f"--output_dir={pyramid}",
+            "--overwrite",
+        ]
         limit = None
         if disk is None:  # no tmpfs: a per-process file size limit (Python ignores SIGXFSZ, so writes fail EFBIG)
             limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200 << 10, 200 << 10))  # noqa: E731
-        result = subprocess.run(command, cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(), capture_output=True,
-                                text=True, timeout=300, preexec_fn=limit)
+        result = subprocess.run(
+            command,
+            cwd=helpers.REPO_ROOT,
+            env=helpers.subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=limit,
+        )
         assert result.returncode == 1, result.stderr[-3000:]
         assert "Traceback" not in result.stderr
         [line] = error_lines(result)
@@ -141,8 +164,12 @@ def test_disk_full_gives_one_line_and_keeps_the_old_pyramid(tmp_path):
         assert line.startswith(f"error: could not write the pyramid ({pyramid}/r04-00000-")
         assert f".tfrecord: {reason}); the partial build was removed" in line
         assert {name: open(os.path.join(pyramid, name), "rb").read() for name in build_files(pyramid)} == before
-        assert pyramid_check.verify_pyramid(pyramid) == {"ok": True, "problems": [], "files_checked": 3,
-                                                         "leftovers": []}
+        assert pyramid_check.verify_pyramid(pyramid) == {
+            "ok": True,
+            "problems": [],
+            "files_checked": 3,
+            "leftovers": [],
+        }
 
 
 def test_read_only_output_gives_one_line_and_keeps_the_old_pyramid(tmp_path):
@@ -159,10 +186,15 @@ def test_read_only_output_gives_one_line_and_keeps_the_old_pyramid(tmp_path):
             pytest.skip("root without mount: no way to make a folder read-only for this process")
         try:
             reason = "Read-only file system" if disk else "Permission denied"
-            with pytest.raises(UserInputError, match=rf"^could not write the pyramid \({pyramid}/r02-00000-\w+"
-                                                     rf"\.tfrecord: {reason}\); .* is unchanged\. Received"):
+            with pytest.raises(
+                UserInputError,
+                match=rf"^could not write the pyramid \({pyramid}/r02-00000-\w+"
+                rf"\.tfrecord: {reason}\); .* is unchanged\. Received",
+            ):
                 small_synthetic(pyramid, 16, overwrite=True, seed=1)
-            with pytest.raises(UserInputError, match=rf"^could not write the pyramid \({root}/new\.partial: {reason}\)"):
+            with pytest.raises(
+                UserInputError, match=rf"^could not write the pyramid \({root}/new\.partial: {reason}\)"
+            ):
                 small_synthetic(root / "new", 16)
         finally:
             if not disk:
@@ -221,27 +253,51 @@ def test_killed_builds_leave_the_old_pyramid_and_the_next_build_cleans_up(tmp_pa
     pyramid = str(tmp_path / "faces")
     old = small_synthetic(pyramid, 16)
     old_files = build_files(pyramid)
-    command = [sys.executable, "-m", "datasets.build", "--source=synthetic", "--resolution=64", "--num_images=100000",
-               "--num_workers=0", "--shards_per_level=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "datasets.build",
+        "--source=synthetic",
+        "--resolution=64",
+        "--num_images=100000",
+        "--num_workers=0",
+        "--shards_per_level=1",
+    ]
     victims = [(pyramid, ["--overwrite"]), (str(tmp_path / "fresh"), [])]
     for output_dir, extra in victims:
-        process = subprocess.Popen([*command, f"--output_dir={output_dir}", *extra], cwd=helpers.REPO_ROOT,
-                                   env=helpers.subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [*command, f"--output_dir={output_dir}", *extra],
+            cwd=helpers.REPO_ROOT,
+            env=helpers.subprocess_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         written_dir = output_dir if extra else output_dir + ".partial"
-        helpers.wait_for(lambda: os.path.isdir(written_dir) and any(
-            name.startswith("r06-") and os.path.getsize(os.path.join(written_dir, name)) > 0
-            for name in os.listdir(written_dir)), process, timeout=120)
+        helpers.wait_for(
+            lambda written_dir=written_dir: (
+                os.path.isdir(written_dir)
+                and any(
+                    name.startswith("r06-") and os.path.getsize(os.path.join(written_dir, name)) > 0
+                    for name in os.listdir(written_dir)
+                )
+            ),
+            process,
+            timeout=120,
+        )
         helpers.kill_process(process)
     # The overwritten pyramid is the old one, whole; the interrupted build's files are leftovers.
     assert data.load_manifest(pyramid) == old
     report = pyramid_check.verify_pyramid(pyramid)
-    assert report["ok"] and report["leftovers"] and set(build_files(pyramid)) == set(old_files) | set(report["leftovers"])
+    assert (
+        report["ok"] and report["leftovers"] and set(build_files(pyramid)) == set(old_files) | set(report["leftovers"])
+    )
     with pytest.raises(UserInputError, match=r"does not exist \(a \.partial build is still there"):
         data.load_manifest(str(tmp_path / "fresh"))
     # The next builds remove them.
     new = small_synthetic(pyramid, 8, overwrite=True)
     assert set(build_files(pyramid)) == {MANIFEST_NAME, new["record_names_file"]} | {
-        level["shards"][0]["file"] for level in new["levels"]}
+        level["shards"][0]["file"] for level in new["levels"]
+    }
     small_synthetic(tmp_path / "fresh", 8)
     assert not os.path.exists(str(tmp_path / "fresh") + ".partial")
     assert pyramid_check.verify_pyramid(str(tmp_path / "fresh"))["leftovers"] == []
@@ -265,12 +321,20 @@ def test_an_empty_existing_folder_is_built_into_without_overwrite(tmp_path):
 
 
 def test_too_little_shared_memory_is_one_line_before_anything_is_written(tmp_path):
-    script = (f"mount -t tmpfs -o size=1m tmpfs /dev/shm && exec {sys.executable} -m datasets.build --source=synthetic "
-              f"--resolution=1024 --num_images=4 --num_workers=2 --output_dir={tmp_path / 'faces'}")
+    script = (
+        f"mount -t tmpfs -o size=1m tmpfs /dev/shm && exec {sys.executable} -m datasets.build --source=synthetic "
+        f"--resolution=1024 --num_images=4 --num_workers=2 --output_dir={tmp_path / 'faces'}"
+    )
     if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.skip("needs root and mount namespaces (unshare -m) to give the builder a small /dev/shm")
-    result = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        cwd=helpers.REPO_ROOT,
+        env=helpers.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     [line] = error_lines(result)
     assert line.startswith("error: not enough shared memory: the builder needs 32 MiB in /dev/shm for 2 workers, ")
