@@ -36,6 +36,11 @@ def define_flags():
         "mirror_augment", TrainConfig.mirror_augment, "Random horizontal flips of the real images (p=0.5)."
     )
     flags.DEFINE_bool(
+        "verify_data",
+        TrainConfig.verify_data,
+        "Check every shard's sha256 before training (sizes are always checked).",
+    )
+    flags.DEFINE_bool(
         "deterministic",
         TrainConfig.deterministic,
         "Deterministic TF ops (slower; the input order is always deterministic).",

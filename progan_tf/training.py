@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf import data as data_lib
-from progan_tf import distribute, export, images
+from progan_tf import distribute, export, images, pyramid_check
 from progan_tf.errors import UserInputError
 from progan_tf.metrics.periodic import small_swd
 from progan_tf.progan import ProGAN
@@ -103,7 +103,7 @@ def _resolve_resume(config, checkpoint_dir):
 
 
 def _check_dataset(config):
-    manifest = data_lib.load_manifest(config.data_dir)
+    manifest = pyramid_check.check_pyramid(config.data_dir, verify=config.verify_data)
     final = config.network.resolution
     if final not in manifest["resolutions"]:
         raise UserInputError(
@@ -222,7 +222,10 @@ def train(config, strategy=None):
         )
         while images_shown < min(phase.end_images, total_images):
             before = images_shown
-            stats = step(iterator)
+            try:
+                stats = step(iterator)
+            except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
+                raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
             images_shown += phase.batch_size
             meter.add({k: v.numpy() for k, v in stats.items()})
             kimg_before, kimg = before / 1000, images_shown / 1000

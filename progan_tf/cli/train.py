@@ -110,6 +110,7 @@ def train_config_from_flags(values):
         deterministic=values.deterministic,
         eval_kimg=values.eval_kimg,
         eval_num_images=values.eval_num_images,
+        verify_data=values.verify_data,
     )
 
 
