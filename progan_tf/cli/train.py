@@ -54,6 +54,7 @@ def schedule_config_from_flags(values):
         default_batch_size=values.batch_size,
         learning_rates=_parse_resolution_map(values.learning_rates, "learning_rates", float),
         learning_rate=values.learning_rate,
+        lr_rampup_kimg=values.lr_rampup_kimg,
     )
 
 
