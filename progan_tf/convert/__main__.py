@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noise on CPU machines
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from progan_tf.errors import UserInputError  # noqa: E402
 
@@ -37,7 +37,14 @@ def _run(argv):
         raise UserInputError(
             f"--pickle and --output_dir are required. Received: pickle={FLAGS.pickle}, output_dir={FLAGS.output_dir}"
         )
+    logging.set_verbosity(logging.WARNING)  # the SavedModel writer's INFO lines
+    import tensorflow as tf
+
     from progan_tf.convert.imported_run import write_imported_run
+
+    # The golden images are a faithfulness check: compute them in full float32 (TensorFlow uses
+    # TF32 for convolutions and matmuls on Ampere and later GPUs unless told otherwise).
+    tf.config.experimental.enable_tensor_float_32_execution(False)
 
     record = write_imported_run(FLAGS.pickle, FLAGS.output_dir, kimg=FLAGS.kimg, golden_images=FLAGS.golden_images)
     network = record["network"]

@@ -158,8 +158,9 @@ def write_imported_run(pickle_path, output_dir, kimg=None, golden_images=True):
         export.export_generator(model.gs_model, partial / "export", train_config.network.latent_size)
         if golden_images:
             (partial / "golden").mkdir()
-            pictures = images.to_uint8(model.gs_model(golden_latents(train_config.network.latent_size), training=False))
-            for index, picture in enumerate(pictures):
+            # One image at a time: ten 1024x1024 images at once need ~10 GB of activations.
+            for index, latent in enumerate(golden_latents(train_config.network.latent_size)):
+                picture = images.to_uint8(model.gs_model(latent[None], training=False))[0]
                 images.save_png(partial / "golden" / f"img{index}.png", picture)
         os.rename(partial, output_dir)
     except BaseException:
