@@ -26,7 +26,13 @@ from progan_tf.convert.unpickler import TF1PickledNetwork
 from progan_tf.errors import UserInputError
 from progan_tf.networks import GrowingDiscriminator, GrowingGenerator
 from tests import official_format as of
-from tests.helpers_training import REPO_ROOT, build_tiny_pyramid, main_command, run_checked, subprocess_env
+from tests.helpers_training import (
+    REPO_ROOT,
+    build_tiny_pyramid,
+    main_command,
+    run_checked,
+    subprocess_env,
+)
 
 WIDTHS = of.Widths()  # 16x16, 3 channels, latent 24, nf(0..3) = 48, 32, 16, 8
 LOD = 1.25  # saved mid-growth: 8x8, faded in with alpha 0.75
@@ -90,7 +96,7 @@ def _max_error(ours, reference):
 
 def test_converted_networks_equal_the_authors_math_at_every_stage(converted):
     name, model, config, (g, d, gs), notes = converted
-    fused, group, mode = FORMATS[name]
+    _, group, mode = FORMATS[name]
     assert notes == []
     assert (config.network.fused_resample, config.network.mbstd_group_size) == (mode, group)
     rng = np.random.default_rng(7)
@@ -125,15 +131,26 @@ def test_fractional_lod_is_the_stage_and_alpha_of_the_run(converted):
     assert _max_error(model.d_model(_nhwc(images)), expected) < 2e-5 * max(1.0, np.abs(expected).max())
 
 
-def test_fused_critic_is_the_tf1_math_and_differs_from_the_paper_order():
-    # The TF1 fused weights computed by our "always" critic equal the reference's conv -> pool ->
-    # bias -> LReLU (checked above); the same weights in the paper's order are another function.
+def test_same_critic_weights_in_our_always_and_auto_modes_are_the_tf1_and_paper_critics():
+    # One set of D weights, stored once as TF1 fused (Conv1_down) and once as unfused (Conv1):
+    # our "always" critic computes the TF1 conv -> pool -> bias -> LReLU, our default "auto"
+    # critic the paper's conv -> bias -> LReLU -> pool, and the two differ.
+    from progan_tf.convert import assign_networks
+
     g, d, _ = _networks(fused=True, seed=3)
     unfused = {name.replace("Conv1_down", "Conv1"): value for name, value in d.items()}
     images = np.random.default_rng(4).uniform(-1, 1, (8, 3, 16, 16))
-    tf1 = of.discriminator_forward(d, images, 16, 1.0, 16, 4)
-    paper = of.discriminator_forward(unfused, images, 16, 1.0, 16, 4)
-    assert np.max(np.abs(tf1 - paper)) > 1e-2
+    scores = {}
+    for variables, mode in ((d, "always"), (unfused, "auto")):
+        official = _tf1_official(g, variables, g_kwargs={"latent_size": WIDTHS.latent_size})
+        config = network_config(official)
+        assert config.fused_resample == mode
+        discriminator = GrowingDiscriminator(config).build_all()
+        assign_networks(official, config, GrowingGenerator(config).build_all(), discriminator)
+        expected = of.discriminator_forward(variables, images, 16, 1.0, 16, 4)
+        scores[mode] = np.asarray(discriminator.model(16)(_nhwc(images)))
+        assert _max_error(scores[mode], expected) < 2e-5 * max(1.0, np.abs(expected).max()), mode
+    assert np.max(np.abs(scores["always"] - scores["auto"])) > 1e-2
 
 
 def _tf1_official(g, d, lod=0.0, g_kwargs=(), d_kwargs=(), func=("G_paper", "D_paper"), widths=WIDTHS):

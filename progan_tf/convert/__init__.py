@@ -7,7 +7,12 @@ pickle's networks as TF1-named arrays), `mapping` (onto our layers), `imported_r
 directory, and continuing it with main.py).
 """
 
-from progan_tf.convert.imported_run import continue_imported_run, golden_latents, import_model, write_imported_run
+from progan_tf.convert.imported_run import (
+    continue_imported_run,
+    golden_latents,
+    import_model,
+    write_imported_run,
+)
 from progan_tf.convert.mapping import assign_networks, network_config
 from progan_tf.convert.official import OfficialNetworks, official_networks
 from progan_tf.convert.unpickler import load_network_pickle
