@@ -13,6 +13,7 @@ import dataclasses
 import math
 
 from progan_tf.errors import UserInputError
+from progan_tf.resolutions import resolution_log2
 
 STABILIZE = "stabilize"
 FADE_IN = "fade_in"
@@ -61,11 +62,7 @@ class ScheduleConfig:
         if self.lr_rampup_kimg < 0:
             raise UserInputError(f"lr_rampup_kimg must be >= 0. Received: lr_rampup_kimg={self.lr_rampup_kimg}")
         start = self.start_resolution
-        if start < 4 or start > self.final_resolution or start & (start - 1):
-            raise UserInputError(
-                f"start_resolution must be a power of two from 4 to the final resolution {self.final_resolution}. "
-                f"Received: start_resolution={start}"
-            )
+        resolution_log2(start, name="start_resolution", maximum=self.final_resolution)
         if not 0.0 < self.start_alpha <= 1.0 or (start == 4 and self.start_alpha != 1.0):
             raise UserInputError(
                 "start_alpha must be in (0, 1], and 1 at 4x4 (nothing fades in there). "

@@ -46,8 +46,10 @@ def _block(r):
 def generator_shapes(w, fused):
     """[(name, shape)] of G_paper's variables (without lod), as in the table."""
     shapes = [
-        ("4x4/Dense/weight", (w.latent_size, 16 * w.nf(1))), ("4x4/Dense/bias", (w.nf(1),)),
-        ("4x4/Conv/weight", (3, 3, w.nf(1), w.nf(1))), ("4x4/Conv/bias", (w.nf(1),)),
+        ("4x4/Dense/weight", (w.latent_size, 16 * w.nf(1))),
+        ("4x4/Dense/bias", (w.nf(1),)),
+        ("4x4/Conv/weight", (3, 3, w.nf(1), w.nf(1))),
+        ("4x4/Conv/bias", (w.nf(1),)),
     ]
     for r in range(3, w.log2 + 1):
         if fused:
@@ -77,9 +79,12 @@ def discriminator_shapes(w, fused, stddev_input=True):
         shapes.append((f"{_block(r)}/{conv1}/weight", (3, 3, w.nf(r - 1), w.nf(r - 2))))
         shapes.append((f"{_block(r)}/{conv1}/bias", (w.nf(r - 2),)))
     shapes += [
-        ("4x4/Conv/weight", (3, 3, w.nf(1) + int(stddev_input), w.nf(1))), ("4x4/Conv/bias", (w.nf(1),)),
-        ("4x4/Dense0/weight", (16 * w.nf(1), w.nf(0))), ("4x4/Dense0/bias", (w.nf(0),)),
-        ("4x4/Dense1/weight", (w.nf(0), 1)), ("4x4/Dense1/bias", (1,)),
+        ("4x4/Conv/weight", (3, 3, w.nf(1) + int(stddev_input), w.nf(1))),
+        ("4x4/Conv/bias", (w.nf(1),)),
+        ("4x4/Dense0/weight", (16 * w.nf(1), w.nf(0))),
+        ("4x4/Dense0/bias", (w.nf(0),)),
+        ("4x4/Dense1/weight", (w.nf(0), 1)),
+        ("4x4/Dense1/bias", (1,)),
     ]
     return shapes
 
@@ -205,7 +210,9 @@ def generator_forward(variables, latents, resolution, alpha, final, normalize_la
         else:
             x = conv2d(upscale2d(x), runtime(variables, f"{block}/Conv0/weight")) + _bias(variables, f"{block}/Conv0")
         x = pixel_norm(lrelu(x))
-        x = pixel_norm(lrelu(conv2d(x, runtime(variables, f"{block}/Conv1/weight")) + _bias(variables, f"{block}/Conv1")))
+        x = pixel_norm(
+            lrelu(conv2d(x, runtime(variables, f"{block}/Conv1/weight")) + _bias(variables, f"{block}/Conv1"))
+        )
         features[r] = x
     r = int(round(math.log2(resolution)))
     images = to_rgb(features[r], r)
@@ -229,7 +236,9 @@ def discriminator_forward(variables, images, resolution, alpha, final, group_siz
         if f"{name}/Conv1_down/weight" in variables:
             kernel = summed_shifts(runtime(variables, f"{name}/Conv1_down/weight")) * 0.25
             return lrelu(conv2d_stride2_same(x, kernel) + _bias(variables, f"{name}/Conv1_down"))
-        return downscale2d(lrelu(conv2d(x, runtime(variables, f"{name}/Conv1/weight")) + _bias(variables, f"{name}/Conv1")))
+        return downscale2d(
+            lrelu(conv2d(x, runtime(variables, f"{name}/Conv1/weight")) + _bias(variables, f"{name}/Conv1"))
+        )
 
     images = images.astype(np.float64)
     r = int(round(math.log2(resolution)))
@@ -293,8 +302,11 @@ def write_tf1_pickle(path, g_vars, d_vars, gs_vars, lod, g_kwargs, d_kwargs, pro
     with authors_modules() as classes:
         networks = tuple(
             _instance(classes["tfutil"], tf1_state(func, variables, lod, kwargs))
-            for func, variables, kwargs in (("G_paper", g_vars, g_kwargs), ("D_paper", d_vars, d_kwargs),
-                                            ("G_paper", gs_vars, g_kwargs))
+            for func, variables, kwargs in (
+                ("G_paper", g_vars, g_kwargs),
+                ("D_paper", d_vars, d_kwargs),
+                ("G_paper", gs_vars, g_kwargs),
+            )
         )
         with open(path, "wb") as handle:
             pickle.dump(networks, handle, protocol=protocol)
@@ -329,29 +341,48 @@ def theano_param_values(role, variables, w, rng):
     else:
         order = [("FromRGB_lod0", theano_rgb)]
         for r in range(w.log2, 2, -1):
-            order += [(f"{_block(r)}/Conv0", theano_conv), (f"{_block(r)}/Conv1", theano_conv),
-                      (f"FromRGB_lod{w.log2 - (r - 1)}", theano_rgb)]
-        order += [("4x4/Conv", theano_conv), ("4x4/Dense0", lambda a: theano_critic_dense0(a, w.nf(1))),
-                  ("4x4/Dense1", lambda a: a)]
+            order += [
+                (f"{_block(r)}/Conv0", theano_conv),
+                (f"{_block(r)}/Conv1", theano_conv),
+                (f"FromRGB_lod{w.log2 - (r - 1)}", theano_rgb),
+            ]
+        order += [
+            ("4x4/Conv", theano_conv),
+            ("4x4/Dense0", lambda a: theano_critic_dense0(a, w.nf(1))),
+            ("4x4/Dense1", lambda a: a),
+        ]
     assert len(order) * 2 == len(variables)
     params = []
     for scope, to_theano in order:
         wscale = np.float32(rng.uniform(0.02, 0.2))
-        params += [to_theano(runtime(variables, f"{scope}/weight") / wscale).astype(np.float32), wscale,
-                   variables[f"{scope}/bias"]]
+        params += [
+            to_theano(runtime(variables, f"{scope}/weight") / wscale).astype(np.float32),
+            wscale,
+            variables[f"{scope}/bias"],
+        ]
     return params
 
 
 def write_theano_pickle(path, g_vars, d_vars, gs_vars, lod, w, rng, protocol=2):
-    kwargs = dict(resolution=w.resolution, num_channels=w.num_channels, latent_size=w.latent_size,
-                  fmap_base=w.fmap_base, fmap_decay=w.fmap_decay, fmap_max=w.fmap_max, use_wscale=True)
+    kwargs = dict(
+        resolution=w.resolution,
+        num_channels=w.num_channels,
+        latent_size=w.latent_size,
+        fmap_base=w.fmap_base,
+        fmap_decay=w.fmap_decay,
+        fmap_max=w.fmap_max,
+        use_wscale=True,
+    )
     with authors_modules() as classes:
         networks = tuple(
-            _instance(classes["network"], {
-                "build_func_spec": dict(func=func, **kwargs),
-                "param_values": theano_param_values(role, variables, w, rng),
-                "toplevel_params": {"cur_lod": np.float32(lod)},
-            })
+            _instance(
+                classes["network"],
+                {
+                    "build_func_spec": dict(func=func, **kwargs),
+                    "param_values": theano_param_values(role, variables, w, rng),
+                    "toplevel_params": {"cur_lod": np.float32(lod)},
+                },
+            )
             for role, func, variables in (("G", "G_paper", g_vars), ("D", "D_paper", d_vars), ("G", "G_paper", gs_vars))
         )
         with open(path, "wb") as handle:

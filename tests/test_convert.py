@@ -14,16 +14,15 @@ import sys
 import numpy as np
 import pytest
 
-from progan_tf.convert import (
-    continue_imported_run,
-    golden_latents,
-    import_model,
-    load_network_pickle,
-    network_config,
-    official_networks,
-)
-from progan_tf.convert.unpickler import TF1PickledNetwork
+from progan_tf.cli.train import train_config_from_flags
+from progan_tf.config import NetworkConfig, ScheduleConfig, TrainConfig
+from progan_tf.convert.imported_run import continue_imported_run, golden_latents, import_model
+from progan_tf.convert.mapping import assign_networks, network_config
+from progan_tf.convert.official import official_networks
+from progan_tf.convert.unpickler import TF1PickledNetwork, load_network_pickle
 from progan_tf.errors import UserInputError
+from progan_tf.export import seeded_latents
+from progan_tf.flags import FLAGS, define_flags
 from progan_tf.networks import GrowingDiscriminator, GrowingGenerator
 from tests import official_format as of
 from tests.helpers_training import (
@@ -48,8 +47,13 @@ def _networks(fused, seed, stddev_input=True):
 
 
 def _tf1_kwargs(fused):
-    common = dict(num_channels=WIDTHS.num_channels, resolution=WIDTHS.resolution, label_size=0,
-                  fmap_base=WIDTHS.fmap_base, fmap_max=WIDTHS.fmap_max)
+    common = dict(
+        num_channels=WIDTHS.num_channels,
+        resolution=WIDTHS.resolution,
+        label_size=0,
+        fmap_base=WIDTHS.fmap_base,
+        fmap_max=WIDTHS.fmap_max,
+    )
     return dict(common, latent_size=WIDTHS.latent_size, fused_scale=fused), dict(common, fused_scale=fused)
 
 
@@ -135,8 +139,6 @@ def test_same_critic_weights_in_our_always_and_auto_modes_are_the_tf1_and_paper_
     # One set of D weights, stored once as TF1 fused (Conv1_down) and once as unfused (Conv1):
     # our "always" critic computes the TF1 conv -> pool -> bias -> LReLU, our default "auto"
     # critic the paper's conv -> bias -> LReLU -> pool, and the two differ.
-    from progan_tf.convert import assign_networks
-
     g, d, _ = _networks(fused=True, seed=3)
     unfused = {name.replace("Conv1_down", "Conv1"): value for name, value in d.items()}
     images = np.random.default_rng(4).uniform(-1, 1, (8, 3, 16, 16))
@@ -160,7 +162,9 @@ def _tf1_official(g, d, lod=0.0, g_kwargs=(), d_kwargs=(), func=("G_paper", "D_p
         network.__setstate__(of.tf1_state(build_func, variables, lod, kwargs))
         return network
 
-    return official_networks((holder(func[0], g, g_kwargs), holder(func[1], d, d_kwargs), holder(func[0], g, g_kwargs)))[0]
+    return official_networks(
+        (holder(func[0], g, g_kwargs), holder(func[1], d, d_kwargs), holder(func[0], g, g_kwargs))
+    )[0]
 
 
 def test_paper_width_1024_networks_convert_with_the_paper_parameter_counts():
@@ -170,27 +174,39 @@ def test_paper_width_1024_networks_convert_with_the_paper_parameter_counts():
     g = {name: np.full(shape, index, np.float32) for index, (name, shape) in enumerate(g_shapes)}
     d = {name: np.full(shape, -index, np.float32) for index, (name, shape) in enumerate(d_shapes)}
     assert sum(v.size for v in g.values()) == 23_079_115 and sum(v.size for v in d.values()) == 23_087_249
-    official = _tf1_official(g, d, g_kwargs={"num_channels": 3, "resolution": 1024},
-                             d_kwargs={"num_channels": 3, "resolution": 1024, "mbstd_group_size": 16}, widths=paper)
+    official = _tf1_official(
+        g,
+        d,
+        g_kwargs={"num_channels": 3, "resolution": 1024},
+        d_kwargs={"num_channels": 3, "resolution": 1024, "mbstd_group_size": 16},
+        widths=paper,
+    )
     config = network_config(official)
-    assert (config.resolution, config.latent_size, config.fmap_base, config.fused_resample, config.mbstd_group_size) == (
-        1024, 512, 8192, "auto", 16)
+    assert (
+        config.resolution,
+        config.latent_size,
+        config.fmap_base,
+        config.fused_resample,
+        config.mbstd_group_size,
+    ) == (1024, 512, 8192, "auto", 16)
     generator, discriminator = GrowingGenerator(config).build_all(), GrowingDiscriminator(config).build_all()
-    from progan_tf.convert import assign_networks
-
     assign_networks(official, config, generator, discriminator)
     assert generator.count_params() == 23_079_115 and discriminator.count_params() == 23_087_249
     g_layers, d_layers = generator.layers_by_name(), discriminator.layers_by_name()
     index = {name: i for i, (name, _) in enumerate(g_shapes)}
-    for tf1_name, ours, attribute in (("ToRGB_lod0/weight", "g_to_rgb_1024x1024", "kernel"),
-                                      ("ToRGB_lod8/bias", "g_to_rgb_4x4", "bias"),
-                                      ("4x4/Dense/bias", "g_4x4_dense_bias", "bias"),
-                                      ("1024x1024/Conv0/weight", "g_1024x1024_conv0_up", "kernel")):
+    for tf1_name, ours, attribute in (
+        ("ToRGB_lod0/weight", "g_to_rgb_1024x1024", "kernel"),
+        ("ToRGB_lod8/bias", "g_to_rgb_4x4", "bias"),
+        ("4x4/Dense/bias", "g_4x4_dense_bias", "bias"),
+        ("1024x1024/Conv0/weight", "g_1024x1024_conv0_up", "kernel"),
+    ):
         assert np.all(np.asarray(getattr(g_layers[ours], attribute)) == index[tf1_name]), tf1_name
     index = {name: -i for i, (name, _) in enumerate(d_shapes)}
-    for tf1_name, ours, attribute in (("FromRGB_lod0/weight", "d_from_rgb_1024x1024", "kernel"),
-                                      ("1024x1024/Conv1/weight", "d_1024x1024_conv1", "kernel"),
-                                      ("4x4/Dense1/bias", "d_4x4_dense1", "bias")):
+    for tf1_name, ours, attribute in (
+        ("FromRGB_lod0/weight", "d_from_rgb_1024x1024", "kernel"),
+        ("1024x1024/Conv1/weight", "d_1024x1024_conv1", "kernel"),
+        ("4x4/Dense1/bias", "d_4x4_dense1", "bias"),
+    ):
         assert np.all(np.asarray(getattr(d_layers[ours], attribute)) == index[tf1_name]), tf1_name
 
 
@@ -204,8 +220,6 @@ def test_critic_without_minibatch_stddev_input_converts_exactly():
     config = network_config(official)
     assert config.mbstd_group_size == 1
     discriminator = GrowingDiscriminator(config).build_all()
-    from progan_tf.convert import assign_networks
-
     assign_networks(official, config, GrowingGenerator(config).build_all(), discriminator)
     images = rng.uniform(-1, 1, (4, 3, 8, 8))
     expected = of.discriminator_forward(d, images, 8, 1.0, 8, 1)
@@ -215,8 +229,10 @@ def test_critic_without_minibatch_stddev_input_converts_exactly():
 def _small_tf1(fused=False, stddev=True):
     small = of.Widths(resolution=8)
     rng = np.random.default_rng(6)
-    return (of.random_variables(of.generator_shapes(small, fused), rng),
-            of.random_variables(of.discriminator_shapes(small, fused, stddev), rng))
+    return (
+        of.random_variables(of.generator_shapes(small, fused), rng),
+        of.random_variables(of.discriminator_shapes(small, fused, stddev), rng),
+    )
 
 
 @pytest.mark.parametrize(
@@ -227,8 +243,10 @@ def _small_tf1(fused=False, stddev=True):
         (lambda g, d, k: k[0].update(use_pixelnorm=False), "use_pixelnorm=False"),
         (lambda g, d, k: g.update({"8x8/Extra/weight": np.zeros(3, np.float32)}), "does not have: 8x8/Extra/weight"),
         (lambda g, d, k: g.pop("8x8/Conv1/bias"), "has no variable 8x8/Conv1/bias"),
-        (lambda g, d, k: d.update({"4x4/Dense0/weight": np.zeros((5, 48), np.float32)}),
-         r"4x4/Dense0/weight has shape \(5, 48\), expected \(512, 48\)"),
+        (
+            lambda g, d, k: d.update({"4x4/Dense0/weight": np.zeros((5, 48), np.float32)}),
+            r"4x4/Dense0/weight has shape \(5, 48\), expected \(512, 48\)",
+        ),
         (lambda g, d, k: k[0].update(fmap_base=128), "G and D have different fmap_base"),
         (lambda g, d, k: k[0].update(latent_size=99), "latent_size=99 but its weights are those of latent_size=24"),
         (lambda g, d, k: g.update({"8x8/Conv1/bias": np.full(16, np.nan, np.float32)}), "non-finite"),
@@ -241,9 +259,9 @@ def test_unconvertible_networks_are_one_clear_line(change, message):
     with pytest.raises(UserInputError, match=message) as caught:
         official = _tf1_official(g, d, g_kwargs=kwargs[0], d_kwargs=kwargs[1], widths=of.Widths(resolution=8))
         config = network_config(official)
-        from progan_tf.convert import assign_networks
-
-        assign_networks(official, config, GrowingGenerator(config).build_all(), GrowingDiscriminator(config).build_all())
+        assign_networks(
+            official, config, GrowingGenerator(config).build_all(), GrowingDiscriminator(config).build_all()
+        )
     assert "\n" not in str(caught.value) and "Received:" in str(caught.value)
 
 
@@ -296,11 +314,14 @@ def test_a_pickle_naming_another_global_is_refused_and_nothing_runs(tmp_path, fu
     assert marker.exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "not a readable network pickle"),
-    (pickle.dumps({"G": 1}), "does not hold the tuple \\(G, D, Gs\\)"),
-    (b"\x80\x04garbage", "not a readable network pickle"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not a readable network pickle"),
+        (pickle.dumps({"G": 1}), "does not hold the tuple \\(G, D, Gs\\)"),
+        (b"\x80\x04garbage", "not a readable network pickle"),
+    ],
+)
 def test_corrupt_pickles_are_one_clear_line(tmp_path, content, message):
     path = tmp_path / "bad.pkl"
     path.write_bytes(content)
@@ -316,35 +337,34 @@ def test_golden_latents_are_the_authors_rows():
 
 
 def _parse(*args):
-    from progan_tf.flags import FLAGS
-
     FLAGS.unparse_flags()
     FLAGS(["main.py", *args])
     return FLAGS
 
 
 def test_fine_tuning_flags_keep_the_imported_networks_and_start(tmp_path):
-    from progan_tf.flags import FLAGS, train_config_from_flags
-    from progan_tf.networks import NetworkConfig
-    from progan_tf.schedule import ScheduleConfig
-    from progan_tf.training import TrainConfig
-
+    define_flags()
     run_dir = tmp_path / "imported"
     run_dir.mkdir()
-    network = NetworkConfig(resolution=16, latent_size=24, fmap_base=64, fmap_max=48, fused_resample="always",
-                            mbstd_group_size=16)
+    network = NetworkConfig(
+        resolution=16, latent_size=24, fmap_base=64, fmap_max=48, fused_resample="always", mbstd_group_size=16
+    )
     schedule = ScheduleConfig(final_resolution=16, start_resolution=8, start_kimg=420, start_alpha=0.75)
     (run_dir / "config.json").write_text(TrainConfig("", str(run_dir), network, schedule).to_json())
     (run_dir / "imported.json").write_text("{}")
     try:
         _parse("--data_dir=d", f"--run_dir={run_dir}", "--transition_kimg=100", "--batch_size=16")
-        config = train_config_from_flags()
+        config = train_config_from_flags(FLAGS)
         assert config.network == network
-        assert (config.schedule.start_resolution, config.schedule.start_alpha, config.schedule.start_kimg) == (8, 0.75, 420)
+        assert (config.schedule.start_resolution, config.schedule.start_alpha, config.schedule.start_kimg) == (
+            8,
+            0.75,
+            420,
+        )
         assert config.schedule.final_resolution == 16 and config.schedule.transition_kimg == 100
         _parse("--data_dir=d", f"--run_dir={run_dir}", "--fused_resample=auto", "--mbstd_group_size=4")
-        assert (train_config_from_flags().network.fused_resample, train_config_from_flags().network.mbstd_group_size) == (
-            "auto", 4)
+        chosen = train_config_from_flags(FLAGS).network
+        assert (chosen.fused_resample, chosen.mbstd_group_size) == ("auto", 4)
         for args, message in (
             (["--resolution=32"], "continues imported networks with resolution=16; drop --resolution"),
             (["--total_kimg=400"], "start at kimg 420; --total_kimg must be larger"),
@@ -353,10 +373,10 @@ def test_fine_tuning_flags_keep_the_imported_networks_and_start(tmp_path):
         ):
             _parse("--data_dir=d", f"--run_dir={run_dir}", *args)
             with pytest.raises(UserInputError, match=message):
-                train_config_from_flags()
+                train_config_from_flags(FLAGS)
         # Outside an imported run nothing changes.
         _parse("--data_dir=d", f"--run_dir={tmp_path / 'fresh'}")
-        assert train_config_from_flags().network == NetworkConfig()
+        assert train_config_from_flags(FLAGS).network == NetworkConfig()
     finally:
         FLAGS.unparse_flags()
     assert continue_imported_run(tmp_path / "fresh", network, schedule, lambda name: False) == (network, schedule)
@@ -393,8 +413,9 @@ def test_import_generate_evaluate_fine_tune_export_end_to_end(tmp_path):
             variables[name] = 0.1 * variables[name]
     write_pickle(pickle_path, "tf1_fused", lod=0.5, networks=(g, d, gs))
     run_dir = tmp_path / "run"
-    result = run_checked([sys.executable, "-m", "progan_tf.convert", f"--pickle={pickle_path}", f"--output_dir={run_dir}"],
-                         env=env)
+    result = run_checked(
+        [sys.executable, "-m", "progan_tf.convert", f"--pickle={pickle_path}", f"--output_dir={run_dir}"], env=env
+    )
     assert "stage: lod 0.5 = 16x16, alpha 0.5; kimg unknown" in result.stdout
     record = json.loads((run_dir / "imported.json").read_text())
     assert (record["format"], record["network"]["fused_resample"], record["kimg"]) == ("tf1", "always", None)
@@ -403,23 +424,44 @@ def test_import_generate_evaluate_fine_tune_export_end_to_end(tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["ckpt-000000000000.npz"]
 
     generated = tmp_path / "generated"
-    run_checked(main_command("--mode=generate", f"--run_dir={run_dir}", f"--output_dir={generated}", "--num_images=4",
-                             "--generate_seed=3"), env=env)
-    from progan_tf.export import seeded_latents
-
+    run_checked(
+        main_command(
+            "--mode=generate",
+            f"--run_dir={run_dir}",
+            f"--output_dir={generated}",
+            "--num_images=4",
+            "--generate_seed=3",
+        ),
+        env=env,
+    )
     latents = seeded_latents(3, 4, 24).numpy()
     expected = _uint8(of.generator_forward(gs, latents, 16, 0.5, 16))
     _assert_images_match(np.stack([_read_png(generated / f"image-{i:04d}.png") for i in range(4)]), expected)
 
-    run_checked(main_command("--mode=evaluate", f"--run_dir={run_dir}", f"--real_dir={pyramid}", "--metrics=swd",
-                             "--num_images=32"), env=env)
+    run_checked(
+        main_command(
+            "--mode=evaluate", f"--run_dir={run_dir}", f"--real_dir={pyramid}", "--metrics=swd", "--num_images=32"
+        ),
+        env=env,
+    )
     metrics = json.loads((run_dir / "metrics-kimg000000.000.json").read_text())
     assert metrics["resolution"] == 16 and metrics["metrics"]["swd_avg"] > 0
 
     # Fine-tune: the rest of the 16x16 fade (alpha 0.5 -> 1 over 32 images of a 64-image fade).
-    run_checked(main_command(f"--run_dir={run_dir}", f"--data_dir={pyramid}", "--transition_kimg=0.064",
-                             "--total_kimg=0.032", "--batch_size=8", "--tick_kimg=0.032", "--sample_kimg=0",
-                             "--checkpoint_kimg=0", "--grid_size=4"), env=env)
+    run_checked(
+        main_command(
+            f"--run_dir={run_dir}",
+            f"--data_dir={pyramid}",
+            "--transition_kimg=0.064",
+            "--total_kimg=0.032",
+            "--batch_size=8",
+            "--tick_kimg=0.032",
+            "--sample_kimg=0",
+            "--checkpoint_kimg=0",
+            "--grid_size=4",
+        ),
+        env=env,
+    )
     log = (run_dir / "log.txt").read_text()
     assert "phase 0: 16x16 fade_in kimg -0.032-0.032, batch 8" in log
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines() if '"tick"' in line]
@@ -444,8 +486,18 @@ def test_convert_command_prints_one_error_line_for_a_bad_pickle(tmp_path):
     marker = tmp_path / "it-ran"
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_RunsACommand("system", marker), protocol=4))
     result = subprocess.run(
-        [sys.executable, "-m", "progan_tf.convert", f"--pickle={tmp_path / 'evil.pkl'}", f"--output_dir={tmp_path / 'out'}"],
-        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "progan_tf.convert",
+            f"--pickle={tmp_path / 'evil.pkl'}",
+            f"--output_dir={tmp_path / 'out'}",
+        ],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -70,7 +70,8 @@ def test_celebahq_presets_are_the_reference_tables(parse, preset):
     assert {r: config.schedule.lr(r) for r in RESOLUTIONS} == {r: rates.get(r, 0.001) for r in RESOLUTIONS}
     # Every phase uses its resolution's entries (a fade the new resolution's).
     for phase in phases(config.schedule):
-        assert (phase.batch_size, phase.learning_rate) == (batches[phase.resolution], rates.get(phase.resolution, 0.001))
+        expected = (batches[phase.resolution], rates.get(phase.resolution, 0.001))
+        assert (phase.batch_size, phase.learning_rate) == expected
     assert config.run_dir == f"runs/{preset.replace('celebahq', 'celebahq-1024').replace('_', '-')}"
 
 

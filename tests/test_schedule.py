@@ -1,11 +1,11 @@
 """The growth schedule against the paper's CelebA-HQ timeline (600k images per fade and per
 stabilisation, 12M images in all, 1024x1024), worked out by hand below."""
 
+import math
+
 import pytest
 
 from progan_tf.errors import UserInputError
-import math
-
 from progan_tf.schedule import (
     FADE_IN,
     STABILIZE,
@@ -240,6 +240,7 @@ def test_a_run_can_start_inside_an_imported_fade():
     [
         ({"start_resolution": 12}, "start_resolution=12"),
         ({"start_resolution": 2048}, "start_resolution=2048"),
+        ({"final_resolution": 64, "start_resolution": 128}, "start_resolution=128"),
         ({"start_resolution": 4, "start_alpha": 0.5}, "start_alpha=0.5"),
         ({"start_resolution": 8, "start_alpha": 0.0}, "start_alpha=0.0"),
         ({"start_kimg": 12000}, "start_kimg=12000"),

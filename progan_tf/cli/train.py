@@ -83,7 +83,9 @@ def train_config_from_flags(values):
     network, schedule = network_config_from_flags(values), schedule_config_from_flags(values)
     run_dir = values.run_dir or default_run_dir(values)
     # A run dir of `python -m progan_tf.convert`: continue its networks from their stage.
-    network, schedule = continue_imported_run(run_dir, network, schedule, lambda name: values[name].present, values.resume)
+    network, schedule = continue_imported_run(
+        run_dir, network, schedule, lambda name: values[name].present, values.resume
+    )
     check_batch_sizes(network, schedule)
     return TrainConfig(
         data_dir=values.data_dir,

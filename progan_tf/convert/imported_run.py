@@ -122,7 +122,9 @@ def write_imported_run(pickle_path, output_dir, kimg=None, golden_images=True):
     """
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists():
-        raise UserInputError(f"the output directory already exists; choose a new one. Received: output_dir={output_dir}")
+        raise UserInputError(
+            f"the output directory already exists; choose a new one. Received: output_dir={output_dir}"
+        )
     pickled = load_network_pickle(pickle_path)
     official, notes = official_networks(pickled)
     if kimg is None:

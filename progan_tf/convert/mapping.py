@@ -127,7 +127,9 @@ def _critic_fuses(discriminator, final):
 
 def _shape_of(network, name):
     if name not in network.variables:
-        raise UserInputError(f"{network.role} has no variable {name}. Received: variables={sorted(network.variables)[:8]}")
+        raise UserInputError(
+            f"{network.role} has no variable {name}. Received: variables={sorted(network.variables)[:8]}"
+        )
     return network.variables[name].shape
 
 
@@ -140,7 +142,7 @@ def network_config(official):
     """
     g, d = official.generator, official.discriminator
     final = final_resolution(g)
-    d_lods = [int(name[len("FromRGB_lod"):].split("/")[0]) for name in d.variables if name.startswith("FromRGB_lod")]
+    d_lods = [int(name[len("FromRGB_lod") :].split("/")[0]) for name in d.variables if name.startswith("FromRGB_lod")]
     if not d_lods or 2 ** (max(d_lods) + 2) != final:
         raise UserInputError(
             f"G is a {final}x{final} network but D's FromRGB layers are not. Received: D FromRGB lods={sorted(d_lods)}"
@@ -256,4 +258,6 @@ def assign_networks(official, config, generator, discriminator, ema_generator=No
         pairs.append((ema_generator, official.ema_generator))
     for network, official_network in pairs:
         tables = discriminator_layers if official_network.role == "D" else generator_layers
-        assign_weights(network, official_network, tables(config, official_network.variables), official.weights_are_runtime)
+        assign_weights(
+            network, official_network, tables(config, official_network.variables), official.weights_are_runtime
+        )

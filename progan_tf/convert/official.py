@@ -17,14 +17,22 @@ from progan_tf.errors import UserInputError
 from progan_tf.resolutions import resolution_log2
 
 TF1_BUILD_FUNCS = {"G": ("G_paper",), "D": ("D_paper",), "Gs": ("G_paper",)}
-THEANO_BUILD_FUNCS = {"G": ("G_paper", "G_progressive_8"), "D": ("D_paper", "D_progressive_8"), "Gs": ("G_paper", "G_progressive_8")}
+THEANO_BUILD_FUNCS = {
+    "G": ("G_paper", "G_progressive_8"),
+    "D": ("D_paper", "D_progressive_8"),
+    "Gs": ("G_paper", "G_progressive_8"),
+}
 
 # Defaults of the authors' network functions for keywords a pickle omits (OFFICIAL_PICKLE.md).
 # Resolution, channels and latent size are read from the weights instead (a keyword present must
 # agree with them).
 _COMMON_DEFAULTS = dict(label_size=0, fmap_base=8192, fmap_decay=1.0, fmap_max=512, use_wscale=True)
 GENERATOR_DEFAULTS = dict(
-    _COMMON_DEFAULTS, normalize_latents=True, use_pixelnorm=True, pixelnorm_epsilon=1e-8, use_leakyrelu=True,
+    _COMMON_DEFAULTS,
+    normalize_latents=True,
+    use_pixelnorm=True,
+    pixelnorm_epsilon=1e-8,
+    use_leakyrelu=True,
     fused_scale=True,
 )
 DISCRIMINATOR_DEFAULTS = dict(_COMMON_DEFAULTS, mbstd_group_size=4, fused_scale=True)
@@ -59,8 +67,20 @@ _REQUIRED_REASONS = {
 }
 # Keywords that do not change what a network computes in inference.
 _IGNORED_KEYWORDS = {
-    "num_channels", "resolution", "latent_size", "fmap_base", "fmap_decay", "fmap_max", "normalize_latents",
-    "fused_scale", "mbstd_group_size", "dtype", "structure", "is_template_graph", "use_gdrop", "gdrop_param",
+    "num_channels",
+    "resolution",
+    "latent_size",
+    "fmap_base",
+    "fmap_decay",
+    "fmap_max",
+    "normalize_latents",
+    "fused_scale",
+    "mbstd_group_size",
+    "dtype",
+    "structure",
+    "is_template_graph",
+    "use_gdrop",
+    "gdrop_param",
 }
 
 
@@ -115,9 +135,11 @@ class OfficialNetworks:
 
 def final_resolution(generator):
     """The generator's output resolution, from its ToRGB layers (ToRGB_lod0 .. ToRGB_lod{L-2})."""
-    lods = [int(name[len("ToRGB_lod"):].split("/")[0]) for name in generator.variables if name.startswith("ToRGB_lod")]
+    lods = [int(name[len("ToRGB_lod") :].split("/")[0]) for name in generator.variables if name.startswith("ToRGB_lod")]
     if not lods:
-        raise UserInputError(f"{generator.role} has no ToRGB_lod* variables. Received: variables={sorted(generator.variables)[:8]}")
+        raise UserInputError(
+            f"{generator.role} has no ToRGB_lod* variables. Received: variables={sorted(generator.variables)[:8]}"
+        )
     resolution = 2 ** (max(lods) + 2)
     resolution_log2(resolution, name=f"{generator.role} resolution")
     return resolution
@@ -184,7 +206,9 @@ def _json_ready(value):
 def _tf1_network(role, state):
     missing = [key for key in ("build_func_name", "static_kwargs", "variables") if key not in state]
     if missing:
-        raise UserInputError(f"{role} lacks {', '.join(missing)} (not a tfutil.Network state). Received: keys={sorted(state)}")
+        raise UserInputError(
+            f"{role} lacks {', '.join(missing)} (not a tfutil.Network state). Received: keys={sorted(state)}"
+        )
     func = state["build_func_name"]
     if func not in TF1_BUILD_FUNCS[role]:
         raise UserInputError(
@@ -203,7 +227,9 @@ def _tf1_network(role, state):
             raise UserInputError(f"{role} holds the variable {name} twice. Received: variable={name}")
         variables[name] = value
     if "lod" not in variables:
-        raise UserInputError(f"{role} has no lod variable (not a ProGAN network?). Received: variables={sorted(variables)[:8]}")
+        raise UserInputError(
+            f"{role} has no lod variable (not a ProGAN network?). Received: variables={sorted(variables)[:8]}"
+        )
     lod = _scalar(variables.pop("lod"), f"{role} lod")
     arrays = {name: _float_array(value, f"{role} variable {name}") for name, value in variables.items()}
     return OfficialNetwork(role, func, _json_ready(dict(kwargs)), arrays, lod)
@@ -245,8 +271,11 @@ def theano_layer_order(role, log2):
         return layers
     layers = [("FromRGB_lod0", _theano_rgb)]
     for r in range(log2, 2, -1):
-        layers += [(f"{2**r}x{2**r}/Conv0", _theano_conv), (f"{2**r}x{2**r}/Conv1", _theano_conv),
-                   (f"FromRGB_lod{log2 - (r - 1)}", _theano_rgb)]
+        layers += [
+            (f"{2**r}x{2**r}/Conv0", _theano_conv),
+            (f"{2**r}x{2**r}/Conv1", _theano_conv),
+            (f"FromRGB_lod{log2 - (r - 1)}", _theano_rgb),
+        ]
     layers += [("4x4/Conv", _theano_conv), ("4x4/Dense0", _theano_critic_dense0), ("4x4/Dense1", _theano_as_is)]
     return layers
 
@@ -254,7 +283,9 @@ def theano_layer_order(role, log2):
 def _theano_network(role, state):
     missing = [key for key in ("build_func_spec", "param_values") if key not in state]
     if missing:
-        raise UserInputError(f"{role} lacks {', '.join(missing)} (not a network.Network state). Received: keys={sorted(state)}")
+        raise UserInputError(
+            f"{role} lacks {', '.join(missing)} (not a network.Network state). Received: keys={sorted(state)}"
+        )
     spec = state["build_func_spec"]
     if not isinstance(spec, dict) or "func" not in spec:
         raise UserInputError(f"{role}'s build_func_spec must be a dict with 'func'. Received: {spec!r:.200}")
@@ -314,7 +345,9 @@ def official_networks(pickled):
     for network in networks:
         unknown = _check_kwargs(network)
         if unknown:
-            notes.append(f"{network.role}: ignored keyword arguments {', '.join(unknown)} (not known to change the network)")
+            notes.append(
+                f"{network.role}: ignored keyword arguments {', '.join(unknown)} (not known to change the network)"
+            )
     g, d, gs = networks
     if not (abs(g.lod - d.lod) < 1e-6 and abs(g.lod - gs.lod) < 1e-6):
         notes.append(f"G, D and Gs were saved at lods {g.lod:g}, {d.lod:g}, {gs.lod:g}; all are set to G's")

@@ -123,7 +123,9 @@ def load_network_pickle(path):
     if (
         not isinstance(loaded, (tuple, list))
         or len(loaded) != 3
-        or not all(isinstance(item, PickledNetwork) and isinstance(getattr(item, "state", None), dict) for item in loaded)
+        or not all(
+            isinstance(item, PickledNetwork) and isinstance(getattr(item, "state", None), dict) for item in loaded
+        )
     ):
         raise UserInputError(
             f"{path} does not hold the tuple (G, D, Gs) of three networks that official ProGAN pickles hold. "
