@@ -447,12 +447,14 @@ def test_import_generate_evaluate_fine_tune_export_end_to_end(tmp_path):
     metrics = json.loads((run_dir / "metrics-kimg000000.000.json").read_text())
     assert metrics["resolution"] == 16 and metrics["metrics"]["swd_avg"] > 0
 
-    # Fine-tune: the rest of the 16x16 fade (alpha 0.5 -> 1 over 32 images of a 64-image fade).
+    # Fine-tune: the rest of the 16x16 fade (alpha 0.5 -> 1 over 32 images of a 64-image fade),
+    # with the learning rate ramped up over the first 64 images.
     run_checked(
         main_command(
             f"--run_dir={run_dir}",
             f"--data_dir={pyramid}",
             "--transition_kimg=0.064",
+            "--lr_rampup_kimg=0.064",
             "--total_kimg=0.032",
             "--batch_size=8",
             "--tick_kimg=0.032",
@@ -469,7 +471,15 @@ def test_import_generate_evaluate_fine_tune_export_end_to_end(tmp_path):
     assert ticks[0]["alpha"] == pytest.approx(np.mean([0.5, 0.625, 0.75, 0.875]))
     with np.load(run_dir / "checkpoints" / "ckpt-000000000032.npz") as archive:
         meta = json.loads(str(archive["meta"]))
+        # Adam's state is [iteration, learning_rate, ...].
+        iterations = [int(archive[f"{name}/0000"]) for name in ("g_optimizer", "d_optimizer")]
+        learning_rates = [float(archive[f"{name}/0001"]) for name in ("g_optimizer", "d_optimizer")]
     assert (meta["phase_index"], meta["phase_begin_images"]) == (0, 0)
+    assert iterations == [4, 4]  # 4 steps from fresh optimizers
+    # The last step (after 24 images) ran at 0.001 * exp(-5 (1 - 24 / 64)^2).
+    last_rate = 0.001 * np.exp(-5 * (1 - 24 / 64) ** 2)
+    assert ticks[0]["learning_rate"] == pytest.approx(last_rate)
+    assert learning_rates == pytest.approx([last_rate] * 2, rel=1e-6)
 
     exported = tmp_path / "exported"
     run_checked(main_command("--mode=export", f"--run_dir={run_dir}", f"--output_dir={exported}"), env=env)
