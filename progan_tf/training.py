@@ -19,7 +19,7 @@ from progan_tf import distribute, export, images, pyramid_check
 from progan_tf.errors import UserInputError
 from progan_tf.metrics.periodic import small_swd
 from progan_tf.progan import ProGAN
-from progan_tf.schedule import format_schedule, phase_at
+from progan_tf.schedule import format_schedule, learning_rate_at, phase_at
 
 
 def crossed(before, after, interval):
@@ -220,8 +220,14 @@ def train(config, strategy=None):
             f"phase {phase.index}: {phase.resolution}x{phase.resolution} {phase.kind} "
             f"kimg {phase.start_kimg:g}-{phase.end_kimg:g}, batch {phase.batch_size}, lr {phase.learning_rate:g}"
         )
+        learning_rate = None
         while images_shown < min(phase.end_images, total_images):
             before = images_shown
+            rate = learning_rate_at(config.schedule, phase, images_shown)
+            if rate != learning_rate:  # each step of a ramp-up, else once (over a restored rate)
+                for optimizer in (model.g_optimizer, model.d_optimizer):
+                    optimizer.learning_rate.assign(rate)
+                learning_rate = rate
             try:
                 stats = step(iterator)
             except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
@@ -238,6 +244,7 @@ def train(config, strategy=None):
                     "resolution": phase.resolution,
                     "phase": phase.kind,
                     "batch_size": phase.batch_size,
+                    "learning_rate": learning_rate,
                     **meter.summary(images_shown),
                     "time_sec": round(time.perf_counter() - run_start, 1),
                 }
