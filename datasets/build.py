@@ -618,5 +618,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from progan_tf.startup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # the shard writers need TensorFlow; without its start-up log lines
     define_flags()
     app.run(main)

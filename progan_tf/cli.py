@@ -4,7 +4,7 @@ import pathlib
 
 import keras
 
-from progan_tf import export, runs, training
+from progan_tf import distribute, export, runs, training
 from progan_tf.errors import UserInputError
 from progan_tf.flags import FLAGS, train_config_from_flags
 from progan_tf.schedule import format_schedule
@@ -24,7 +24,9 @@ def run_train():
         return
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    training.train(config)
+    strategy = distribute.make_strategy()
+    print(distribute.describe(strategy), flush=True)
+    training.train(config, strategy)
 
 
 def run_export():

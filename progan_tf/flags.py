@@ -5,6 +5,7 @@ import pathlib
 from absl import flags
 
 from progan_tf.errors import UserInputError
+from progan_tf.generate import VIDEO_BLOCK
 from progan_tf.networks import FUSED_RESAMPLE_MODES, NetworkConfig, resolution_log2
 from progan_tf.schedule import ScheduleConfig
 from progan_tf.training import TrainConfig
@@ -81,6 +82,9 @@ flags.DEFINE_string("fake_dir", None, "Fake images for evaluate: a folder, inste
 flags.DEFINE_string("inception_weights", None, "Local Inception-v3 weights file for FID (no downloads).")
 flags.DEFINE_integer("walk_keyframes", 4, "generate: latents the looping GIF walk passes through.", lower_bound=2)
 flags.DEFINE_integer("gif_frame_ms", 80, "generate: milliseconds per GIF frame.", lower_bound=10, upper_bound=10000)
+flags.DEFINE_float("video_fps", 30.0, "generate: frames per second of walk.mp4.", lower_bound=0.1, upper_bound=240.0)
+flags.DEFINE_integer("video_size", 512, f"generate: walk.mp4 frame side in pixels (a multiple of {VIDEO_BLOCK}).",
+                     lower_bound=VIDEO_BLOCK)
 flags.DEFINE_list(
     "explain_methods", ["saliency", "gradcam"], "explain: maps to draw: saliency, smoothgrad, gradcam, gradcam++."
 )
@@ -90,6 +94,10 @@ flags.register_validator(
     "explain_methods",
     lambda names: bool(names) and all(n in ("saliency", "smoothgrad", "gradcam", "gradcam++") for n in names),
     message="--explain_methods must be a non-empty list of saliency, smoothgrad, gradcam, gradcam++.",
+)
+flags.register_validator(
+    "video_size", lambda size: size % VIDEO_BLOCK == 0,
+    message=f"--video_size must be a multiple of {VIDEO_BLOCK} (H.264 macroblocks).",
 )
 flags.register_validator(
     "interpolation_steps",
