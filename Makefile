@@ -25,6 +25,7 @@ demo: $(STAMP)
 	@$(MAKE) --no-print-directory demo-data PY=$(PY)
 	$(PY) main.py --flagfile=experiments/demo.flags
 	$(PY) main.py --mode=evaluate --flagfile=experiments/demo.flags --metrics=swd --num_images=800
+	@echo "samples: runs/demo/samples/reals.png (the data) and $$(ls runs/demo/samples/fakes-ema-*.png | tail -n 1)"
 
 demo-data: $(DEMO_DATA)/manifest.json
 

@@ -15,10 +15,13 @@ ETA estimator: the schedule's remaining images of each phase times that phase's 
 image, plus one mean measured start-up for each phase not yet begun. A phase that has been
 measured uses its own rate. A phase not yet run uses a cost model fitted to the measured phases,
 seconds per image = a + b * cost, where cost is `stage_macs` (multiply-adds per image of the
-phase's G and D convolutions) and `a` takes the fixed per-step overhead that dominates tiny
-networks at low resolution. One measured phase gives b alone (a = 0); a fit that would make a
-or b negative falls back to that. Batch size effects are ignored, so the ETA is a guess until
-the expensive phases have been measured, and exact arithmetic on measured rates after that.
+phase's G and D convolutions) and `a` takes the fixed per-step overhead that dominates small
+networks at low resolution. The fit needs two measured phases of different cost, so the ETA is
+unknown ("?") during the first phase: from one point, overhead and compute cannot be told apart
+(on the demo, a line through the origin from the 4x4 phase alone said 11 minutes for a 3.5 minute
+run). A fit that would make a or b negative is replaced by the line through the origin and the
+latest measured phase. Batch size effects are ignored, so the ETA is a guess until the expensive
+phases have been measured, and exact arithmetic on measured rates after that.
 """
 
 import math
@@ -60,21 +63,20 @@ def stage_macs(network, resolution, fade_in=False):
 def fit_cost_model(measured):
     """(a, b) of seconds per image = a + b * cost, from [(cost, seconds_per_image), ...].
 
-    Least squares over the measured phases; with fewer than two distinct costs, or where the fit
-    would give a negative a or b, the line through the origin and the latest measurement.
+    Least squares over the measured phases; where it would give a negative a or b, the line
+    through the origin and the latest measurement. None with fewer than two distinct costs.
     """
-    if not measured:
-        return None
     costs = [c for c, _ in measured]
-    if len(set(costs)) >= 2:
-        n = len(measured)
-        mean_c = sum(costs) / n
-        mean_t = sum(t for _, t in measured) / n
-        var = sum((c - mean_c) ** 2 for c in costs)
-        b = sum((c - mean_c) * (t - mean_t) for c, t in measured) / var
-        a = mean_t - b * mean_c
-        if a >= 0 and b >= 0:
-            return a, b
+    if len(set(costs)) < 2:
+        return None
+    n = len(measured)
+    mean_c = sum(costs) / n
+    mean_t = sum(t for _, t in measured) / n
+    var = sum((c - mean_c) ** 2 for c in costs)
+    b = sum((c - mean_c) * (t - mean_t) for c, t in measured) / var
+    a = mean_t - b * mean_c
+    if a >= 0 and b >= 0:
+        return a, b
     cost, seconds = measured[-1]
     return 0.0, seconds / cost
 
@@ -153,16 +155,18 @@ class RunProgress:
         self.last_time, self.last_images = now, images_shown
 
     def seconds_per_image(self, phase_index):
-        """Measured seconds per image of a phase, else the cost model's estimate (None: no data)."""
+        """Measured seconds per image of a phase, else the cost model's estimate, else that of a
+        measured phase of the same cost; None when nothing applies."""
         images, seconds = self.measured.get(phase_index, (0, 0.0))
         if images > 0:
             return seconds / images
         measured = [(self.costs[i], s / n) for i, (n, s) in sorted(self.measured.items()) if n > 0]
         model = fit_cost_model(measured)
-        if model is None:
-            return None
-        a, b = model
-        return a + b * self.costs[phase_index]
+        if model is not None:
+            a, b = model
+            return a + b * self.costs[phase_index]
+        same_cost = [rate for cost, rate in measured if cost == self.costs[phase_index]]
+        return same_cost[-1] if same_cost else None
 
     def eta_seconds(self, images_shown):
         """Seconds until `total_images`, or None before any rate is measured."""

@@ -29,24 +29,27 @@ def run_steps(tracker, clock, images, seconds_each, count):
     return images
 
 
-def test_eta_from_measured_rates_and_the_cost_model():
+def run_phase(tracker, clock, phase_index, images, startup, seconds_each, count):
+    """Starts a phase: a first step of `startup` seconds, then `count` steps of `seconds_each`."""
+    tracker.start_phase(phase_index)
+    images = run_steps(tracker, clock, images, startup, 1)
+    return run_steps(tracker, clock, images, seconds_each, count)
+
+
+def test_tick_fields_keep_the_start_up_out_of_the_rate():
     clock = Clock()
     all_phases = schedule()
-    # Relative costs 1 (4x4), 3 (fade), 2 (8x8): only their ratios matter with one measured phase.
     tracker = progress.RunProgress(all_phases, 3000, 0, [1.0, 3.0, 2.0], clock=clock)
     assert tracker.eta_seconds(0) is None  # nothing measured yet
-    tracker.start_phase(0)
-    images = run_steps(tracker, clock, 0, 5.0, 1)  # the first step: start-up, 5 s
-    images = run_steps(tracker, clock, images, 0.1, 4)  # 4 steps of 100 images at 0.1 s: 0.001 s/img
+    images = run_phase(tracker, clock, 0, 0, 5.0, 0.1, 4)  # 4 steps of 100 images at 0.1 s: 0.001 s/img
     fields = tracker.tick(images)
     assert fields["startup_sec"] == 5.0
     assert fields["img_per_sec"] == pytest.approx(1000.0)
     assert fields["sec_per_kimg"] == pytest.approx(1.0)
     assert fields["percent"] == pytest.approx(500 / 3000 * 100, abs=0.01)
     assert fields["elapsed_sec"] == pytest.approx(5.4)
-    # Remaining: 500 images of phase 0 at 0.001, 1000 of the fade at 0.003, 1000 of phase 2 at
-    # 0.002 (cost model through the origin), and two phase start-ups of 5 s (the mean so far).
-    assert fields["eta_sec"] == pytest.approx(0.5 + 3.0 + 2.0 + 2 * 5.0)
+    # One measured cost cannot say what the fade (cost 3) and 8x8 (cost 2) will take.
+    assert fields["eta_sec"] is None
     # The next tick has no start-up and its own rate.
     images = run_steps(tracker, clock, images, 0.2, 5)
     fields = tracker.tick(images)
@@ -55,16 +58,21 @@ def test_eta_from_measured_rates_and_the_cost_model():
     assert tracker.seconds_per_image(0) == pytest.approx(1.4 / 900)
 
 
+def test_eta_when_later_phases_cost_what_a_measured_one_did():
+    clock = Clock()
+    tracker = progress.RunProgress(schedule(), 3000, 0, [1.0, 1.0, 1.0], clock=clock)
+    images = run_phase(tracker, clock, 0, 0, 5.0, 0.1, 4)  # 0.001 s/img
+    # Remaining: 500 images of phase 0 and 2 x 1000 later ones at 0.001 s, and two phase
+    # start-ups of 5 s (the mean so far).
+    assert tracker.tick(images)["eta_sec"] == pytest.approx(0.5 + 1.0 + 1.0 + 2 * 5.0)
+
+
 def test_eta_uses_each_phase_own_rate_and_fits_overhead():
     clock = Clock()
     all_phases = schedule()
     tracker = progress.RunProgress(all_phases, 3000, 0, [1.0, 3.0, 2.0], clock=clock)
-    tracker.start_phase(0)
-    images = run_steps(tracker, clock, 0, 2.0, 1)
-    images = run_steps(tracker, clock, images, 0.2, 9)  # 0.002 s/img at cost 1
-    tracker.start_phase(1)
-    images = run_steps(tracker, clock, images, 4.0, 1)
-    images = run_steps(tracker, clock, images, 0.4, 4)  # 0.004 s/img at cost 3
+    images = run_phase(tracker, clock, 0, 0, 2.0, 0.2, 9)  # 0.002 s/img at cost 1
+    images = run_phase(tracker, clock, 1, images, 4.0, 0.4, 4)  # 0.004 s/img at cost 3
     # Fit through (1, 0.002) and (3, 0.004): a = 0.001, b = 0.001; phase 2 (cost 2): 0.003 s/img.
     assert progress.fit_cost_model([(1.0, 0.002), (3.0, 0.004)]) == pytest.approx((0.001, 0.001))
     assert tracker.seconds_per_image(2) == pytest.approx(0.003)
@@ -82,19 +90,18 @@ def test_eta_uses_each_phase_own_rate_and_fits_overhead():
 def test_cost_model_falls_back_to_proportional_when_the_fit_goes_negative():
     # Cheaper per image at higher cost would give b < 0: proportional to the latest instead.
     assert progress.fit_cost_model([(1.0, 0.004), (3.0, 0.003)]) == (0.0, 0.001)
-    assert progress.fit_cost_model([(2.0, 0.004)]) == (0.0, 0.002)
+    # Fewer than two distinct costs: no model.
+    assert progress.fit_cost_model([(2.0, 0.004), (2.0, 0.005)]) is None
     assert progress.fit_cost_model([]) is None
 
 
 def test_resumed_run_counts_from_its_images():
     clock = Clock()
-    tracker = progress.RunProgress(schedule(), 3000, 1500, [1.0, 3.0, 2.0], clock=clock)
-    tracker.start_phase(1)
-    images = run_steps(tracker, clock, 1500, 1.0, 1)
-    images = run_steps(tracker, clock, images, 0.3, 4)  # 0.003 s/img
+    tracker = progress.RunProgress(schedule(), 3000, 1500, [1.0, 3.0, 3.0], clock=clock)
+    images = run_phase(tracker, clock, 1, 1500, 1.0, 0.3, 4)  # 0.003 s/img
     fields = tracker.tick(images)
     assert fields["percent"] == pytest.approx(2000 / 3000 * 100, abs=0.01)
-    assert fields["eta_sec"] == pytest.approx(0.0 + 1000 * 0.002 + 1.0)  # phase 2 by the cost model
+    assert fields["eta_sec"] == pytest.approx(0.0 + 1000 * 0.003 + 1.0)  # phase 2: the same cost
 
 
 def test_stage_macs_by_hand():
