@@ -75,7 +75,8 @@ flags.DEFINE_string("savedmodel", None, "Exported SavedModel to generate or eval
 flags.DEFINE_string("output_dir", None, "Where export / generate / evaluate / explain write (default: inside --run_dir).")
 flags.DEFINE_integer("num_images", 16, "Images to generate (generate) or per side (evaluate).", lower_bound=1)
 flags.DEFINE_integer("generate_seed", 0, "Seed of generated latents.")
-flags.DEFINE_integer("interpolation_steps", 0, "Also write a latent interpolation strip / GIF with this many frames.", lower_bound=0)
+flags.DEFINE_integer("interpolation_steps", 0, "Also write an interpolation strip of this many frames and a walk "
+                     "(GIF, MP4) of this many frames per keyframe.", lower_bound=0)
 flags.DEFINE_list("metrics", ["swd", "msssim"], "Metrics to evaluate: swd, msssim, fid.")
 flags.DEFINE_string("real_dir", None, "Real images for evaluate: a pyramid or a folder (default: --data_dir).")
 flags.DEFINE_string("fake_dir", None, "Fake images for evaluate: a folder, instead of a generator.")

@@ -271,7 +271,9 @@ def save_mp4(path, frames, fps=30, size=512):
     import imageio.v2 as imageio
 
     if size < VIDEO_BLOCK or size % VIDEO_BLOCK:
-        raise UserInputError(f"the video size must be a positive multiple of {VIDEO_BLOCK} pixels. Received: size={size}")
+        raise UserInputError(
+            f"the video size must be a positive multiple of {VIDEO_BLOCK} pixels. Received: size={size}"
+        )
     if fps <= 0:
         raise UserInputError(f"the video frame rate must be positive. Received: fps={fps}")
     path = pathlib.Path(path)
@@ -303,7 +305,8 @@ def save_walk(output_dir, frames, frame_ms=80, video_fps=30, video_size=512):
         try:
             written["video"] = save_mp4(output_dir / "walk.mp4", frames, fps=video_fps, size=video_size)
         except (OSError, RuntimeError) as error:
-            problem = f"ffmpeg failed ({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})"
+            first_line = "".join(str(error).strip().splitlines()[:1])
+            problem = f"ffmpeg failed ({type(error).__name__}: {first_line})"
     if problem is not None:
         print(f"walk.mp4 not written: {problem}; the walk is walk.gif only", flush=True)
     return written
@@ -330,7 +333,8 @@ def generate_outputs(generator, output_dir, num_images=16, seed=0, interpolation
     latents = seeded_latents(seed, max(num_images, 2), generator.latent_size)
     pictures = generator(latents[:num_images], progress="images")
     written = {"images": [images_lib.save_png(output_dir / f"image-{i:04d}.png", p) for i, p in enumerate(pictures)]}
-    written["grid"] = images_lib.save_png(output_dir / "grid.png", images_lib.tile_grid(pictures, images_lib.DISPLAY_MIN_SIZE))
+    grid = images_lib.tile_grid(pictures, images_lib.DISPLAY_MIN_SIZE)
+    written["grid"] = images_lib.save_png(output_dir / "grid.png", grid)
     if interpolation_steps:
         strip = generator(interpolation_latents(latents[0], latents[1], interpolation_steps), progress="interpolation")
         written["interpolation"] = save_strip(output_dir / "interpolation.png", strip)
