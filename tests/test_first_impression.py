@@ -84,3 +84,17 @@ def test_the_users_own_log_level_wins(tmp_path):
     assert TF_LOG_LINE.search(loud.stderr)
     quiet = helpers.run_checked(command, env=user_env())
     assert not TF_LOG_LINE.search(quiet.stderr) and quiet.stdout == loud.stdout
+
+
+def test_devices_line_names_the_strategy():
+    import tensorflow as tf
+
+    from progan_tf import distribute
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("the expected lines are those of a machine without a GPU")
+    assert distribute.describe(tf.distribute.get_strategy()) == (
+        "devices: CPU only (no GPU visible); strategy: default (one device: /device:CPU:0)")
+    mirrored = distribute.describe(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert mirrored.startswith("devices: CPU only (no GPU visible); strategy: MirroredStrategy over ")
+    assert mirrored.endswith("device:CPU:0")
