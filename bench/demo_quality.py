@@ -24,6 +24,7 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 FLAGFILE = REPO / "experiments" / "demo.flags"
 NUM_IMAGES = 800
 
@@ -46,6 +47,9 @@ def run(command, log_path):
 
 
 def noise_floor(data_dir):
+    from progan_tf.startup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from progan_tf.metrics import sources
     from progan_tf.metrics.evaluate import evaluate
 
