@@ -1,9 +1,10 @@
 """progan-tf command line: `python main.py --flagfile=experiments/celebahq.flags [--mode=...]`."""
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noise on CPU machines
+from progan_tf import startup
+
+startup.import_tensorflow_quietly()  # before anything imports TensorFlow: no C++ start-up log lines
 
 from absl import app  # noqa: E402
 
@@ -15,6 +16,7 @@ from progan_tf.flags import FLAGS, define_flags  # noqa: E402
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    startup.quiet_absl_logging(verbosity_given=FLAGS["verbosity"].present)
     try:
         cli.run(FLAGS)
     except UserInputError as error:

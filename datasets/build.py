@@ -56,14 +56,18 @@ import os
 import sys
 import time
 
-from absl import app, flags
-from tqdm import tqdm
+from progan_tf import startup
 
-from datasets import imaging, parallel, sources, writer
-from progan_tf import pyramid_check
-from progan_tf.errors import UserInputError
-from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION
-from progan_tf.resolutions import resolution_log2
+startup.import_tensorflow_quietly()  # before the modules below import TensorFlow: no C++ start-up lines
+
+from absl import app, flags  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from datasets import imaging, parallel, sources, writer  # noqa: E402
+from progan_tf import pyramid_check  # noqa: E402
+from progan_tf.errors import UserInputError  # noqa: E402
+from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION  # noqa: E402
+from progan_tf.resolutions import resolution_log2  # noqa: E402
 
 
 def check_resolution(resolution) -> int:

@@ -10,6 +10,7 @@ from absl import flags
 from progan_tf.config import LossConfig, NetworkConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from progan_tf.explain import DEFAULT_METHODS as DEFAULT_EXPLAIN_METHODS
 from progan_tf.explain import METHODS as EXPLAIN_METHODS
+from progan_tf.generate import VIDEO_BLOCK
 from progan_tf.networks import FUSED_RESAMPLE_MODES
 
 MODES = ("train", "export", "generate", "evaluate", "explain")
@@ -155,7 +156,10 @@ def define_flags():
         "generate_seed", 0, "Seed of generated latents (the same images in generate, evaluate, explain)."
     )
     flags.DEFINE_integer(
-        "interpolation_steps", 0, "Also write a latent interpolation strip / GIF with this many frames.", lower_bound=0
+        "interpolation_steps",
+        0,
+        "Also write an interpolation strip of this many frames and a walk (GIF, MP4) of this many frames per keyframe.",
+        lower_bound=0,
     )
     flags.DEFINE_list("metrics", ["swd", "msssim"], "Metrics to evaluate: swd, msssim, fid.")
     flags.DEFINE_string("real_dir", None, "Real images for evaluate: a pyramid or a folder (default: --data_dir).")
@@ -163,6 +167,10 @@ def define_flags():
     flags.DEFINE_string("inception_weights", None, "Local Inception-v3 weights file for FID (no downloads).")
     flags.DEFINE_integer("walk_keyframes", 4, "generate: latents the looping GIF walk passes through.", lower_bound=2)
     flags.DEFINE_integer("gif_frame_ms", 80, "generate: milliseconds per GIF frame.", lower_bound=10, upper_bound=10000)
+    flags.DEFINE_float("video_fps", 30.0, "generate: frames per second of walk.mp4.", lower_bound=0.1, upper_bound=240.0)
+    flags.DEFINE_integer(
+        "video_size", 512, f"generate: walk.mp4 frame side in pixels (a multiple of {VIDEO_BLOCK}).", lower_bound=VIDEO_BLOCK
+    )
     flags.DEFINE_list(
         "explain_methods", list(DEFAULT_EXPLAIN_METHODS), f"explain: maps to draw: {', '.join(EXPLAIN_METHODS)}."
     )
@@ -182,6 +190,11 @@ def define_flags():
         "explain_methods",
         lambda names: bool(names) and all(name in EXPLAIN_METHODS for name in names),
         message=f"--explain_methods must be a non-empty list of {', '.join(EXPLAIN_METHODS)}.",
+    )
+    flags.register_validator(
+        "video_size",
+        lambda size: size % VIDEO_BLOCK == 0,
+        message=f"--video_size must be a multiple of {VIDEO_BLOCK} (H.264 macroblocks).",
     )
     flags.register_validator(
         "interpolation_steps",

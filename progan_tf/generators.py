@@ -15,9 +15,11 @@ Example:
 
 import dataclasses
 import pathlib
+import sys
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from progan_tf import images as images_lib
 from progan_tf import runs
@@ -42,11 +44,17 @@ class Generator:
     description: str
     kimg: float = None
 
-    def __call__(self, latents, batch_size=64):
+    def __call__(self, latents, batch_size=64, progress=None):
+        """Images of `latents`; `progress` (a label) shows a progress bar when there are several batches."""
         latents = np.asarray(latents, dtype=np.float32)
         if latents.ndim != 2 or latents.shape[1] != self.latent_size:
             raise UserInputError(f"latents must be shaped (N, {self.latent_size}). Received: shape={latents.shape}")
-        outputs = [np.asarray(self.fn(latents[i : i + batch_size])) for i in range(0, len(latents), batch_size)]
+        outputs = []
+        disable = progress is None or len(latents) <= batch_size
+        with tqdm(total=len(latents), desc=progress, unit="img", file=sys.stderr, disable=disable) as bar:
+            for i in range(0, len(latents), batch_size):
+                outputs.append(np.asarray(self.fn(latents[i : i + batch_size])))
+                bar.update(len(outputs[-1]))
         return np.concatenate(outputs) if outputs else np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
 
 

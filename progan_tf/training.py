@@ -16,10 +16,11 @@ import tensorflow as tf
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf import data as data_lib
 from progan_tf import distribute, export, images, pyramid_check
+from progan_tf import progress as progress_lib
 from progan_tf.errors import UserInputError
 from progan_tf.metrics.periodic import small_swd
 from progan_tf.progan import ProGAN
-from progan_tf.schedule import format_schedule, learning_rate_at, phase_at
+from progan_tf.schedule import format_schedule, learning_rate_at, phase_at, phases
 
 
 def crossed(before, after, interval):
@@ -65,14 +66,12 @@ class RunLogger:
 
 
 class _TickMeter:
-    """Averages step statistics between ticks and measures throughput."""
+    """Averages step statistics between ticks (throughput: `progress.RunProgress`)."""
 
-    def __init__(self, images_shown):
-        self.reset(images_shown)
+    def __init__(self):
+        self.reset()
 
-    def reset(self, images_shown):
-        self.start_time = time.perf_counter()
-        self.start_images = images_shown
+    def reset(self):
         self.sums, self.steps, self.skipped = {}, 0, 0
 
     def add(self, stats):
@@ -81,15 +80,9 @@ class _TickMeter:
             self.sums[key] = self.sums.get(key, 0.0) + float(value)
         self.skipped += int(stats["d_finite"] < 1) + int(stats["g_finite"] < 1)
 
-    def summary(self, images_shown):
-        elapsed = time.perf_counter() - self.start_time
-        images_done = max(images_shown - self.start_images, 1)
+    def summary(self):
         record = {k: v / max(self.steps, 1) for k, v in self.sums.items() if not k.endswith("_finite")}
-        record.update(
-            img_per_sec=images_done / max(elapsed, 1e-9),
-            sec_per_kimg=elapsed / images_done * 1000,
-            skipped_updates=self.skipped,
-        )
+        record.update(skipped_updates=self.skipped)
         return record
 
 
@@ -147,9 +140,20 @@ def write_samples(model, logger, samples_dir, latents, images_shown):
     kimg = images_shown / 1000
     for label, network_model in (("ema", model.gs_model), ("raw", model.g_model)):
         fakes = images.to_uint8(network_model(latents, training=False))
-        grid = images.upscale_nearest(images.make_grid(fakes), min_size=256 // max(1, int(np.sqrt(len(fakes)))))
+        grid = images.tile_grid(fakes, images.SAMPLE_MIN_TILE)
         images.save_png(samples_dir / f"fakes-{label}-kimg{kimg:010.3f}.png", grid)
         logger.image(f"fakes_{label}", grid, images_shown)
+
+
+def write_reals(logger, samples_dir, config):
+    """samples/reals.png: the first grid_size training images at the final resolution (once)."""
+    path = samples_dir / "reals.png"
+    if not path.exists():
+        reals = np.concatenate(list(data_lib.iterate_images(config.data_dir, config.network.resolution,
+                                                            config.grid_size, limit=config.grid_size)))
+        grid = images.tile_grid(reals, images.SAMPLE_MIN_TILE)
+        images.save_png(path, grid)
+        logger.image("reals", grid, 0)
 
 
 def train(config, strategy=None):
@@ -171,6 +175,8 @@ def train(config, strategy=None):
         (run_dir / "config.json").write_text(config.to_json())
         (run_dir / "schedule.txt").write_text(format_schedule(config.schedule) + "\n")
     logger = RunLogger(run_dir, chief)
+    if chief:
+        write_reals(logger, samples_dir, config)
     replicas = strategy.num_replicas_in_sync
     # The initial weights come from Keras' global RNG: seed it so that every worker, and a rerun
     # with the same --seed, starts from the same networks.
@@ -202,7 +208,12 @@ def train(config, strategy=None):
     total_images = round(config.schedule.total_kimg * 1000)
     images_shown = int(model.images_shown.numpy())
     run_start = time.perf_counter()
-    meter = _TickMeter(images_shown)
+    meter = _TickMeter()
+    all_phases = phases(config.schedule)
+    progress = progress_lib.RunProgress(
+        all_phases, total_images, images_shown,
+        [progress_lib.stage_macs(config.network, p.resolution, p.fade_in) for p in all_phases],
+    )
     tick = 0
     while images_shown < total_images:
         phase = phase_at(config.schedule, images_shown)
@@ -216,6 +227,7 @@ def train(config, strategy=None):
         skip_batches = (images_shown - phase_begin) // phase.batch_size
         iterator = iter(_distributed_dataset(strategy, config, phase, skip_batches))
         step = model.make_distributed_step(strategy)
+        progress.start_phase(phase.index)
         logger.line(
             f"phase {phase.index}: {phase.resolution}x{phase.resolution} {phase.kind} "
             f"kimg {phase.start_kimg:g}-{phase.end_kimg:g}, batch {phase.batch_size}, lr {phase.learning_rate:g}"
@@ -234,6 +246,7 @@ def train(config, strategy=None):
                 raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
             images_shown += phase.batch_size
             meter.add({k: v.numpy() for k, v in stats.items()})
+            progress.step_done(images_shown)
             kimg_before, kimg = before / 1000, images_shown / 1000
             phase_done = images_shown >= phase.end_images
             if crossed(kimg_before, kimg, config.tick_kimg) or phase_done:
@@ -245,17 +258,18 @@ def train(config, strategy=None):
                     "phase": phase.kind,
                     "batch_size": phase.batch_size,
                     "learning_rate": learning_rate,
-                    **meter.summary(images_shown),
-                    "time_sec": round(time.perf_counter() - run_start, 1),
+                    **meter.summary(),
+                    **progress.tick(images_shown),
                 }
                 logger.stats(record, images_shown)
                 logger.line(
-                    f"tick {tick:<4d} kimg {kimg:9.3f}  {phase.resolution}x{phase.resolution} {phase.kind:<9} "
+                    f"tick {tick:<4d} {progress_lib.format_position(kimg, record)}  "
+                    f"{phase.resolution}x{phase.resolution} {phase.kind:<9} "
                     f"alpha {record['alpha']:.3f}  d_loss {record['d_loss']:8.4f}  g_loss {record['g_loss']:8.4f}  "
-                    f"gp {record['gradient_penalty']:.4f}  img/s {record['img_per_sec']:8.1f}  "
-                    f"sec/kimg {record['sec_per_kimg']:7.2f}  skipped {record['skipped_updates']}"
+                    f"gp {record['gradient_penalty']:.4f}  {progress_lib.format_speed(record)}  "
+                    f"skipped {record['skipped_updates']}  {progress_lib.format_times(record)}"
                 )
-                meter.reset(images_shown)
+                meter.reset()
             if chief and (crossed(kimg_before, kimg, config.sample_kimg) or phase_done):
                 write_samples(model, logger, samples_dir, grid_latents, images_shown)
             if chief and crossed(kimg_before, kimg, config.eval_kimg):

@@ -186,7 +186,7 @@ def test_generate_cli_from_savedmodel_and_bad_paths(run, tmp_path, capsys):
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["grid.png", "image-0000.png", "image-0001.png", "image-0002.png", "image-0003.png",
-                     "interpolation.png", "walk.gif"]
+                     "interpolation.png", "walk.gif", "walk.mp4"]
     with Image.open(out / "walk.gif") as gif:
         assert gif.n_frames == 6
     # Same seed from the checkpoint (in-process): the same images up to rounding.
@@ -207,3 +207,66 @@ def test_generate_cli_from_savedmodel_and_bad_paths(run, tmp_path, capsys):
     code, err = main_in_process(capsys, "--mode=generate", f"--run_dir={run_dir}",
                                 f"--checkpoint={tmp_path / 'nope.npz'}")
     assert code == 1 and err.count("\n") == 1 and "nope.npz" in err
+
+
+def test_walk_mp4_decodes_to_the_walk_frames(run, tmp_path):
+    import imageio.v2 as imageio
+
+    from progan_tf import generate, generators
+
+    run_dir, _ = run
+    generator = generators.load_run_generator(run_dir)[0]
+    written = generate.generate_outputs(generator, tmp_path, num_images=2, seed=4, interpolation_steps=5,
+                                        walk_keyframes=2, video_fps=10, video_size=64)
+    assert written["video"] == tmp_path / "walk.mp4" and not list(tmp_path.glob("*.tmp*"))
+    with imageio.get_reader(written["video"], format="FFMPEG") as reader:
+        assert reader.get_meta_data()["fps"] == 10
+        decoded = np.stack([frame for frame in reader.iter_data()])
+    assert decoded.shape == (2 * 5, 64, 64, 3)
+    keyframes = generate.seeded_latents(5, 2, LATENT_SIZE)
+    expected = generator(generate.walk_latents(keyframes, 5)).repeat(4, axis=1).repeat(4, axis=2)
+    # H.264 at high quality: close to the nearest-enlarged frames, and the frames are in order.
+    errors = np.abs(decoded.astype(int) - expected).mean(axis=(1, 2, 3))
+    assert errors.max() < 8, errors
+    assert np.abs(decoded[0].astype(int) - expected[5]).mean() > errors[0]
+
+
+def test_walk_falls_back_to_gif_only_without_a_video_writer(run, tmp_path, monkeypatch, capsys):
+    from progan_tf import generate, generators
+
+    run_dir, _ = run
+    # A real user environment: IMAGEIO_FFMPEG_EXE names an ffmpeg that is not there.
+    out = tmp_path / "no-ffmpeg"
+    env = subprocess_env()
+    env["IMAGEIO_FFMPEG_EXE"] = str(tmp_path / "missing" / "ffmpeg")
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "--mode=generate",
+                             f"--savedmodel={run_dir / 'export'}", f"--output_dir={out}", "--num_images=2",
+                             "--interpolation_steps=3", "--walk_keyframes=2"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    notes = [line for line in result.stdout.splitlines() if "walk.mp4" in line]
+    assert len(notes) == 1 and notes[0].startswith("walk.mp4 not written: IMAGEIO_FFMPEG_EXE names")
+    assert notes[0].endswith("the walk is walk.gif only")
+    assert (out / "walk.gif").is_file() and not list(out.glob("walk*.mp4"))
+    # The package itself missing (an import that fails, as in an environment without it).
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    frames = generators.generator_from_keras(generators.load_run_generator(run_dir)[1].gs_model)(
+        generate.seeded_latents(1, 3, LATENT_SIZE))
+    written = generate.save_walk(tmp_path, frames)
+    assert set(written) == {"walk"} and not (tmp_path / "walk.mp4").exists()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["walk.mp4 not written: the Python package imageio_ffmpeg is not installed "
+                       "(pip install imageio imageio-ffmpeg); the walk is walk.gif only"]
+
+
+def test_save_mp4_checks_its_size_and_rate(tmp_path):
+    from progan_tf import generate
+    from progan_tf.errors import UserInputError
+
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    with pytest.raises(UserInputError, match="multiple of 16"):
+        generate.save_mp4(tmp_path / "a.mp4", frames, size=40)
+    with pytest.raises(UserInputError, match="frame rate"):
+        generate.save_mp4(tmp_path / "a.mp4", frames, fps=0)
+    # Frames that do not divide the size are resized smoothly, single-channel ones made RGB.
+    assert generate.video_frame(np.zeros((24, 24, 1), np.uint8), 64).shape == (64, 64, 3)

@@ -29,12 +29,14 @@ def run(values):
         interpolation_steps=values.interpolation_steps,
         walk_keyframes=values.walk_keyframes,
         frame_ms=values.gif_frame_ms,
+        video_fps=values.video_fps,
+        video_size=values.video_size,
     )
     print(
         f"generated {len(written['images'])} images ({generator.resolution}x{generator.resolution}) "
         f"with the {generator.description}, seed {values.generate_seed}, into {output_dir}"
     )
-    for key in ("grid", "interpolation", "walk"):
+    for key in ("grid", "interpolation", "walk", "video"):
         if key in written:
             print(f"  {key}: {written[key]}")
     return written

@@ -4,7 +4,7 @@ import pathlib
 
 import keras
 
-from progan_tf import training
+from progan_tf import distribute, training
 from progan_tf.config import LossConfig, NetworkConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from progan_tf.convert.imported_run import continue_imported_run
 from progan_tf.errors import UserInputError
@@ -129,4 +129,6 @@ def run(values):
         return
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    training.train(config)
+    strategy = distribute.make_strategy()
+    print(distribute.describe(strategy), flush=True)
+    training.train(config, strategy)
