@@ -65,6 +65,10 @@ flags.DEFINE_float("sample_kimg", 50.0, "Write sample grids every this many kimg
 flags.DEFINE_float("checkpoint_kimg", 100.0, "Checkpoint every this many kimg (0: phase ends only).", lower_bound=0.0)
 flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept (0: all).", lower_bound=0)
 flags.DEFINE_string("resume", "latest", "'latest' (in --run_dir), 'none', or a checkpoint path.")
+flags.DEFINE_bool("overwrite", False, "With --resume=none on a run directory holding checkpoints: move it to <run_dir>.old-<time> and start over.")
+flags.DEFINE_integer(
+    "max_consecutive_skips", 50, "Stop (exit 3) when this many iterations in a row skip a non-finite update (0: never).", lower_bound=0
+)
 flags.DEFINE_integer("grid_size", 36, "Images in sample grids.", lower_bound=1)
 flags.DEFINE_bool("export_at_end", True, "Export the EMA generator when training ends.")
 
@@ -187,6 +191,8 @@ def train_config_from_flags(values=FLAGS):
         checkpoint_kimg=values.checkpoint_kimg,
         keep_checkpoints=values.keep_checkpoints,
         resume=values.resume,
+        overwrite=values.overwrite,
+        max_consecutive_skips=values.max_consecutive_skips,
         grid_size=values.grid_size,
         export_at_end=values.export_at_end,
         deterministic=values.deterministic,

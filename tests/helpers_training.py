@@ -125,6 +125,13 @@ def checkpoint_meta(path):
         return json.loads(str(archive["meta"]))
 
 
+def checkpoint_position(path):
+    """A checkpoint's meta without its wall-clock training time (which differs between runs)."""
+    meta = checkpoint_meta(path)
+    meta.pop("time_sec", None)
+    return meta
+
+
 def max_abs_difference(a, b):
     """Largest |a - b| over two {key: array} dicts with the same keys and shapes."""
     assert sorted(a) == sorted(b), (sorted(a), sorted(b))
