@@ -79,7 +79,8 @@ def _flatten(config_dict, prefix=""):
 def config_changes(previous, current):
     """{flattened key: (previous value, current value)} of two configs as JSON dicts."""
     old, new = _flatten(previous), _flatten(current)
-    return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
+    keys = sorted(set(old) | set(new), key=lambda key: (flag_name(key), key))
+    return {key: (old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)}
 
 
 def is_architecture(key):

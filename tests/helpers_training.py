@@ -8,7 +8,8 @@ SPEC holds {"logical_cpus": int or null, "runs": [RUN, ...]} and each RUN holds
 {"config": TrainConfig kwargs (with "network" and "schedule" as dicts), "devices": null (the
 default strategy of `distribute.make_strategy`, e.g. from TF_CONFIG) or a list of device names
 for a MirroredStrategy, "out": path of an .npz of the final weights}. Every worker writes its
-own .npz (only the chief writes checkpoints).
+own .npz (only the chief writes checkpoints). A run stopped early (`RunStopped`) prints its line
+and exits with its code, as main.py does.
 """
 
 import json
@@ -188,11 +189,16 @@ def _script(spec_path):
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(spec["logical_cpus"])]
         )
     from progan_tf import training
+    from progan_tf.errors import RunStopped
 
     for run in spec["runs"]:
         devices = run.get("devices")
         strategy = tf.distribute.MirroredStrategy(devices) if devices else None
-        model = training.train(_train_config(run["config"]), strategy=strategy)
+        try:
+            model = training.train(_train_config(run["config"]), strategy=strategy)
+        except RunStopped as stop:  # as main.py does
+            print(stop, flush=True)
+            sys.exit(stop.exit_code)
         arrays = {"images_shown": np.array(int(model.images_shown.numpy()))}
         for name in NETWORK_NAMES:
             for index, value in enumerate(model.networks[name].get_weight_values()):
