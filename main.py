@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: CUDA probing noi
 from absl import app  # noqa: E402
 
 from progan_tf import cli  # noqa: E402
-from progan_tf.errors import RunStopped, UserInputError  # noqa: E402
+from progan_tf.errors import EXIT_SIGINT, RunStopped, UserInputError  # noqa: E402
 
 
 def main(argv):
@@ -22,6 +22,9 @@ def main(argv):
     except RunStopped as stop:  # diverged (3), SIGINT (130), SIGTERM (143): see progan_tf.errors
         print(stop, file=sys.stderr)
         return stop.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside training's own handler (start-up, other modes)
+        print("interrupted", file=sys.stderr)
+        return EXIT_SIGINT
     return 0
 
 

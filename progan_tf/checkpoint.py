@@ -11,6 +11,7 @@ rotate a finite one out; on resume, a newest checkpoint that is corrupt or not f
 aside (`<name>.corrupt`) and the newest usable one is used instead.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -115,7 +116,8 @@ def save_checkpoint(directory, model, meta, keep=5):
         finally:
             os.close(directory_fd)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the write failed; the cleanup may too
+            temporary.unlink()
         raise FilesystemError(f"could not write checkpoint {path}: {error.strerror or error}") from None
     if keep:
         for old in list_checkpoints(directory)[:-keep]:

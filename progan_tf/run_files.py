@@ -57,7 +57,8 @@ def write_text_atomic(path, text):
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the write failed; the cleanup may too
+            temporary.unlink()
         raise
 
 

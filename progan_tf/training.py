@@ -61,9 +61,13 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, default=str)
 
 
-def crossed(before, after, interval):
-    """Whether a counter moving from `before` to `after` passed a multiple of `interval`."""
-    return interval > 0 and int(before // interval) != int(after // interval)
+def crossed(before, after, interval_kimg):
+    """Whether an image count moving from `before` to `after` passed a multiple of `interval_kimg`.
+
+    In whole images: in kimg floats 0.168 // 0.008 is 21 but 0.176 // 0.008 is 21 too.
+    """
+    interval = round(interval_kimg * 1000)
+    return interval > 0 and before // interval != after // interval
 
 
 class RunLogger:
@@ -434,9 +438,9 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
             stop_signal = interrupts.agreed_signal(stats.pop("stop_sigint"), stats.pop("stop_sigterm"))
             meter.add(stats)
             streak.add(stats)
-            kimg_before, kimg = before / 1000, images_shown / 1000
+            kimg = images_shown / 1000
             phase_done = images_shown >= phase.end_images
-            if crossed(kimg_before, kimg, config.tick_kimg) or phase_done:
+            if crossed(before, images_shown, config.tick_kimg) or phase_done:
                 tick += 1
                 record = {
                     "tick": tick,
@@ -463,17 +467,17 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
                 )
                 logger.line(str(stop), echo=False)
                 raise stop
-            if chief and (crossed(kimg_before, kimg, config.sample_kimg) or phase_done):
+            if chief and (crossed(before, images_shown, config.sample_kimg) or phase_done):
                 for label in write_samples(model, logger, samples_dir, grid_latents, images_shown):
                     logger.line(f"samples at kimg {kimg:.3f} not written: the {label} generator's output is not finite")
-            if chief and crossed(kimg_before, kimg, config.eval_kimg):
+            if chief and crossed(before, images_shown, config.eval_kimg):
                 evaluation = small_swd(model.gs_model, config.data_dir, phase.resolution, config.eval_num_images, config.seed)
                 if evaluation:
                     logger.stats({"kimg": round(kimg, 3), **evaluation}, images_shown)
                     logger.line(f"eval kimg {kimg:9.3f}  swd_avg {evaluation['eval_swd_avg']:.3f}  ({evaluation['eval_sec']} s)")
             # A state that just skipped an update is where the run got stuck, not progress worth
             # rotating a good checkpoint out for: the checkpoint waits for an update that applies.
-            checkpoint_due = checkpoint_due or crossed(kimg_before, kimg, config.checkpoint_kimg) or phase_done
+            checkpoint_due = checkpoint_due or crossed(before, images_shown, config.checkpoint_kimg) or phase_done
             if chief and checkpoint_due and streak.length == 0:
                 save(phase, phase_begin)
                 checkpoint_due, last_saved = False, images_shown

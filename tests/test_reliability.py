@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
-from progan_tf import run_files, training
+from progan_tf import interrupts, run_files, training
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN, apply_if_finite
 from progan_tf.schedule import ScheduleConfig, phases
@@ -251,6 +251,19 @@ def test_samples_of_a_non_finite_generator_are_not_written(tmp_path):
     assert training.write_samples(model, logger, tmp_path, latents, 16) == ["raw"]
     assert not (tmp_path / "fakes-raw-kimg000000.016.png").exists()
     assert (tmp_path / "fakes-ema-kimg000000.016.png").exists()  # the EMA generator is still finite
+
+
+def test_stop_requests_record_the_first_signal_and_restore_the_handlers():
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with interrupts.StopRequests() as requests:
+        assert requests.as_flags() == [0.0, 0.0]
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread before the next line
+        assert requests.received == signal.SIGTERM and requests.as_flags() == [0.0, 1.0]
+        # A second signal now gets the default action: it would end the process at once.
+        assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == previous
+    assert interrupts.agreed_signal(0.5, 0.0) == signal.SIGINT and interrupts.agreed_signal(0.5, 0.5) == signal.SIGTERM
+    assert interrupts.agreed_signal(0.0, 0.0) is None
 
 
 # --- Divergence ----------------------------------------------------------------------------------
