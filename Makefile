@@ -1,13 +1,14 @@
 # Two entry points for a fresh machine; each bootstraps .venv itself.
 #   make demo  - trains ProGAN on the embedded synthetic dataset (a few minutes on 2 CPU cores)
 #   make test  - the full test suite (TensorFlow backend, then the layer tests on JAX)
+#   make lint  - ruff check (configured in pyproject.toml)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= test,jax
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +27,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15 tests
 	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider tests/test_layers.py -m "not tf_only"
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf $(VENV) runs data

@@ -9,13 +9,14 @@ from absl import app  # noqa: E402
 
 from progan_tf import cli  # noqa: E402
 from progan_tf.errors import EXIT_SIGINT, RunStopped, UserInputError  # noqa: E402
+from progan_tf.flags import FLAGS, define_flags  # noqa: E402
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
-        cli.run()
+        cli.run(FLAGS)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -29,4 +30,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -77,13 +77,19 @@ def main():
         resolution=args.resolution, latent_size=args.latent_size, fmap_base=args.fmap_base, fmap_max=args.fmap_max
     )
     schedule = ScheduleConfig(final_resolution=args.resolution, total_kimg=1e6, default_batch_size=args.batch)
-    print(f"{'resolution':>10} {'phase':<9} {'adam ms':>8} {'guarded ms':>10} {'guard ms':>8} {'step ms':>8} {'guard/step':>10}")
+    print(
+        f"{'resolution':>10} {'phase':<9} {'adam ms':>8} {'guarded ms':>10} {'guard ms':>8} "
+        f"{'step ms':>8} {'guard/step':>10}"
+    )
     for phase in phases(schedule):
         plain_ms, guarded_ms, step_ms = time_phase(network, phase, args.repeats)
         label = f"{phase.resolution}x{phase.resolution}"
         guard = guarded_ms - plain_ms
-        print(f"{label:>10} {phase.kind:<9} {plain_ms:8.2f} {guarded_ms:10.2f} {guard:8.2f} {step_ms:8.1f} "
-              f"{guard / step_ms:10.1%}", flush=True)
+        print(
+            f"{label:>10} {phase.kind:<9} {plain_ms:8.2f} {guarded_ms:10.2f} {guard:8.2f} {step_ms:8.1f} "
+            f"{guard / step_ms:10.1%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

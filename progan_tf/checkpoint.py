@@ -54,7 +54,9 @@ class NonFiniteError(ValueError):
 def non_finite_arrays(arrays):
     """Names of the floating-point arrays in `{name: array}` that hold a NaN or an infinity."""
     return sorted(
-        name for name, value in arrays.items() if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value))
+        name
+        for name, value in arrays.items()
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value))
     )
 
 
@@ -155,7 +157,8 @@ def check_finite(checkpoint):
     bad = non_finite_arrays(checkpoint.arrays)
     if bad:
         raise UserInputError(
-            f"Checkpoint {checkpoint.path} holds non-finite values ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
+            f"Checkpoint {checkpoint.path} holds non-finite values "
+            f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
             f"expected finite weights (a run that diverged before progan-tf refused to save such states). "
             f"Received: checkpoint={checkpoint.path}"
         )
@@ -187,7 +190,8 @@ def set_aside(path):
     except FileNotFoundError:  # another worker sharing the directory moved it first
         pass
     except OSError as error:
-        raise FilesystemError(f"could not move the unusable checkpoint {path} aside: {error.strerror or error}") from None
+        reason = error.strerror or error
+        raise FilesystemError(f"could not move the unusable checkpoint {path} aside: {reason}") from None
     return target
 
 

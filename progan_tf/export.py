@@ -4,7 +4,8 @@ The SavedModel needs only TensorFlow to load: our custom layers are traced into 
 two endpoints (also its signatures):
 - `serve(latents)`: float32 (N, latent_size) -> uint8 (N, R, R, C) images.
 - `generate_from_seed(seed, num_images)`: int64 scalar, int32 scalar -> uint8 images from
-  standard-normal latents drawn statelessly from `seed` (the same seed gives the same images).
+  standard-normal latents `progan_tf.latents.seeded_latents(seed, num_images)` (the same seed
+  gives the same images as `--mode=generate` and `--mode=evaluate`).
 A `.keras` file of the same model is written beside it (loading it needs `progan_tf`).
 """
 
@@ -16,14 +17,8 @@ import tensorflow as tf
 
 from progan_tf.errors import UserInputError
 from progan_tf.images import to_uint8_tensor
+from progan_tf.latents import seeded_latents
 from progan_tf.run_files import writing
-
-
-def seeded_latents(seed, num_images, latent_size):
-    """Standard-normal latents that depend only on (seed, num_images)."""
-    return tf.random.stateless_normal(
-        tf.stack([num_images, latent_size]), seed=tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-    )
 
 
 def export_generator(generator_model, export_dir, latent_size):

@@ -1,115 +1,31 @@
 """`--mode=generate`: images, a grid, a latent interpolation strip and a looping GIF walk.
 
-The generator comes from an exported SavedModel (`serve` endpoint) or from a run's checkpoint (its
-EMA generator at the checkpoint's stage); both are wrapped as a `Generator`, a callable float32
-latents -> uint8 NHWC images, so the writers below do not care where the images come from.
+The generator is a `progan_tf.generators.Generator` (from an exported SavedModel or a run's
+checkpoint), a callable float32 latents -> uint8 NHWC images, so the writers below do not care
+where the images come from.
 
-Latents are `export.seeded_latents(seed, n, latent_size)`, the ones the SavedModel's
-`generate_from_seed(seed, n)` endpoint draws, so the same `--generate_seed` gives the same images
-from a checkpoint and from its export. Interpolation is spherical (slerp) between latents
+Latents are `progan_tf.latents.seeded_latents(seed, n, latent_size)`, the ones the SavedModel's
+`generate_from_seed(seed, n)` endpoint and `--mode=evaluate` draw, so the same `--generate_seed`
+gives the same images everywhere. Interpolation is spherical (slerp) between latents
 normalised to the radius sqrt(latent_size) (where standard-normal latents concentrate; ProGAN's
 generator pixel-normalises its latents to that radius anyway), so every frame is a typical latent.
 
 Library use:
-    >>> generator = load_run_generator("runs/celebahq-1024")[0]  # or load_savedmodel(...)
+    >>> generator = generators.load_run_generator("runs/celebahq-1024")[0]  # or load_savedmodel(...)
     >>> written = generate_outputs(generator, "out", num_images=16, seed=0, interpolation_steps=30)
 """
 
-import dataclasses
 import pathlib
 
 import numpy as np
+from PIL import Image
 
 from progan_tf import images as images_lib
 from progan_tf.errors import UserInputError
-
-@dataclasses.dataclass
-class Generator:
-    """A generator as a plain callable: float32 latents (N, latent_size) -> uint8 (N, R, R, C).
-
-    Attributes:
-        fn: the callable (a SavedModel endpoint or a wrapped Keras model).
-        latent_size: the latent dimension.
-        resolution: the image size.
-        description: where it came from, for logs and result files.
-        kimg: thousands of images the generator was trained on (None for a SavedModel).
-    """
-
-    fn: object
-    latent_size: int
-    resolution: int
-    description: str
-    kimg: float = None
-
-    def __call__(self, latents, batch_size=64):
-        latents = np.asarray(latents, dtype=np.float32)
-        if latents.ndim != 2 or latents.shape[1] != self.latent_size:
-            raise UserInputError(
-                f"latents must be shaped (N, {self.latent_size}). Received: shape={latents.shape}"
-            )
-        outputs = [np.asarray(self.fn(latents[i : i + batch_size])) for i in range(0, len(latents), batch_size)]
-        return np.concatenate(outputs) if outputs else np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
-
-
-def generator_from_keras(model, description="keras model", kimg=None):
-    """Wraps a per-stage generator `keras.Model` (latents -> images in [-1, 1]) as a `Generator`."""
-
-    def fn(latents):
-        return images_lib.to_uint8(model(latents, training=False))
-
-    return Generator(fn, int(model.input_shape[-1]), int(model.output_shape[1]), description, kimg)
-
-
-def load_savedmodel(path):
-    """A `Generator` from a SavedModel written by `progan_tf.export` (only TensorFlow needed)."""
-    import tensorflow as tf
-
-    path = pathlib.Path(path).expanduser()
-    if not (path / "saved_model.pb").is_file():
-        raise UserInputError(
-            f"not a SavedModel directory (no saved_model.pb); expected the folder written by --mode=export or "
-            f"<run_dir>/export. Received: savedmodel={str(path)!r}"
-        )
-    try:
-        loaded = tf.saved_model.load(str(path))
-        serve = loaded.serve
-        latent_size = int(serve.input_signature[0].shape[-1])
-    except (AttributeError, IndexError, TypeError, ValueError, OSError, tf.errors.OpError) as error:
-        raise UserInputError(
-            f"could not load a progan-tf generator with a `serve(latents)` endpoint from the SavedModel "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-            f"Received: savedmodel={str(path)!r}"
-        ) from None
-    probe = serve(tf.zeros((1, latent_size), tf.float32))
-    resolution = int(probe.shape[1])
-
-    def fn(latents):
-        return serve(tf.convert_to_tensor(latents, tf.float32)).numpy()
-
-    generator = Generator(fn, latent_size, resolution, f"SavedModel {path}")
-    generator.loaded = loaded  # keep the restored object (and its variables) alive
-    return generator
-
-
-def load_run_generator(run_dir, checkpoint=None):
-    """(Generator of the run's EMA generator at the checkpoint's stage, model, config, checkpoint)."""
-    from progan_tf import runs
-
-    model, config, saved = runs.load_trained_model(run_dir, checkpoint)
-    kimg = saved.images_shown / 1000
-    generator = generator_from_keras(model.gs_model, f"EMA generator of {saved.path} (kimg {kimg:.3f})", kimg)
-    return generator, model, config, saved
-
+from progan_tf.latents import seeded_latents
 
 # ---------------------------------------------------------------------------------------------
 # Latents.
-
-
-def seeded_latents(seed, num_images, latent_size):
-    """The standard-normal latents the SavedModel's `generate_from_seed(seed, num_images)` uses."""
-    from progan_tf import export
-
-    return export.seeded_latents(int(seed), int(num_images), int(latent_size)).numpy()
 
 
 def normalize_latents(latents):
@@ -193,8 +109,6 @@ def save_gif(path, frames, frame_ms=80, min_size=images_lib.DISPLAY_MIN_SIZE):
 
     PIL's GIF writer, with every frame kept (no merging of identical frames) and its own palette.
     """
-    from PIL import Image
-
     path = pathlib.Path(path)
     pictures = []
     for frame in frames:
@@ -228,7 +142,7 @@ def generate_outputs(generator, output_dir, num_images=16, seed=0, interpolation
     """
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    latents = seeded_latents(seed, max(num_images, 2), generator.latent_size)
+    latents = seeded_latents(seed, max(num_images, 2), generator.latent_size).numpy()
     pictures = generator(latents[:num_images])
     written = {"images": [images_lib.save_png(output_dir / f"image-{i:04d}.png", p) for i, p in enumerate(pictures)]}
     grid = images_lib.make_grid(np.stack([display(p) for p in pictures]))
@@ -240,37 +154,4 @@ def generate_outputs(generator, output_dir, num_images=16, seed=0, interpolation
         keyframes = seeded_latents(seed + 1, walk_keyframes, generator.latent_size)
         frames = generator(walk_latents(keyframes, interpolation_steps))
         written["walk"] = save_gif(output_dir / "walk.gif", frames, frame_ms=frame_ms)
-    return written
-
-
-def run_from_flags(FLAGS):
-    """`main.py --mode=generate`: from --savedmodel or --run_dir [--checkpoint]."""
-    if FLAGS.savedmodel:
-        generator = load_savedmodel(FLAGS.savedmodel)
-        # Beside the SavedModel (e.g. runs/demo/export -> runs/demo/export-generated).
-        savedmodel = pathlib.Path(FLAGS.savedmodel)
-        default_dir = savedmodel.with_name(savedmodel.name + "-generated")
-    elif FLAGS.run_dir:
-        generator = load_run_generator(FLAGS.run_dir, FLAGS.checkpoint)[0]
-        default_dir = pathlib.Path(FLAGS.run_dir) / f"generated-kimg{generator.kimg:010.3f}"
-    else:
-        raise UserInputError(
-            "--mode=generate needs a generator: --savedmodel=DIR (an export) or --run_dir=DIR "
-            "[--checkpoint=FILE]. Received: savedmodel=None, run_dir=None"
-        )
-    output_dir = pathlib.Path(FLAGS.output_dir) if FLAGS.output_dir else default_dir
-    written = generate_outputs(
-        generator,
-        output_dir,
-        num_images=FLAGS.num_images,
-        seed=FLAGS.generate_seed,
-        interpolation_steps=FLAGS.interpolation_steps,
-        walk_keyframes=FLAGS.walk_keyframes,
-        frame_ms=FLAGS.gif_frame_ms,
-    )
-    print(f"generated {len(written['images'])} images ({generator.resolution}x{generator.resolution}) "
-          f"with the {generator.description}, seed {FLAGS.generate_seed}, into {output_dir}")
-    for key in ("grid", "interpolation", "walk"):
-        if key in written:
-            print(f"  {key}: {written[key]}")
     return written

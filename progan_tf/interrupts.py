@@ -52,8 +52,11 @@ class StopRequests:
         for other in STOP_SIGNALS:
             signal.signal(other, signal.SIG_DFL)
         # os.write, not print: a handler may run in the middle of another print.
-        os.write(2, f"received {signal.Signals(signum).name}: finishing the step, then writing a checkpoint "
-                    f"(send it again to stop at once, without one)\n".encode())
+        os.write(
+            2,
+            f"received {signal.Signals(signum).name}: finishing the step, then writing a checkpoint "
+            f"(send it again to stop at once, without one)\n".encode(),
+        )
 
     def as_flags(self):
         """[SIGINT received, SIGTERM received] as floats (the step all-reduces them)."""

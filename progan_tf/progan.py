@@ -35,7 +35,8 @@ def _all_finite(tensors):
 
 def _agreed(flag):
     """True on every replica when `flag` holds on all of them (one all-reduce); replica context."""
-    failures = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(flag, tf.float32))
+    context = tf.distribute.get_replica_context()
+    failures = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(flag, tf.float32))
     return failures < 0.5
 
 
@@ -94,7 +95,8 @@ def apply_if_finite(optimizer, grads, variables, checked=()):
             return tf.logical_and(agreed, apply_and_check(strategy, grads))
         return tf.cond(agreed, lambda: apply_and_check(strategy, grads), lambda: tf.constant(False))
 
-    applied = tf.distribute.get_replica_context().merge_call(apply_in_cross_replica_context, args=(grads, inputs_finite))
+    context = tf.distribute.get_replica_context()
+    applied = context.merge_call(apply_in_cross_replica_context, args=(grads, inputs_finite))
     return inputs_finite, applied
 
 

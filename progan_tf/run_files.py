@@ -15,6 +15,7 @@ import pathlib
 import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
+from progan_tf.config import TrainConfig
 from progan_tf.errors import FilesystemError, UserInputError
 
 CONFIG_FILE = "config.json"
@@ -29,8 +30,9 @@ _ARCHITECTURE = {"mixed_precision", "schedule.final_resolution"}
 _FLAG_NAMES = {
     "schedule.default_batch_size": "batch_size",
     "schedule.final_resolution": "resolution",
-    "adam_beta_1": "adam_beta1",
-    "adam_beta_2": "adam_beta2",
+    "optimizer.beta_1": "adam_beta1",
+    "optimizer.beta_2": "adam_beta2",
+    "optimizer.epsilon": "adam_epsilon",
 }
 
 
@@ -78,7 +80,7 @@ def _flatten(config_dict, prefix=""):
 
 
 def config_changes(previous, current):
-    """{flattened key: (previous value, current value)} of two configs as JSON dicts."""
+    """{flattened key: (previous value, current value)} of two configs as `to_dict()` dicts."""
     old, new = _flatten(previous), _flatten(current)
     keys = sorted(set(old) | set(new), key=lambda key: (flag_name(key), key))
     return {key: (old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)}
@@ -93,14 +95,17 @@ def describe_changes(changes):
 
 
 def read_run_config(run_dir):
-    """The run's `config.json` as a dict, or None when there is none."""
+    """The run's `config.json` as `TrainConfig.to_dict()` data (older layouts read as
+    `TrainConfig.from_dict` reads them), or None when there is none."""
     path = pathlib.Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UserInputError(f"{path} is unreadable ({error}); expected the run's JSON config. Received: run_dir={run_dir}") from None
+        return TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
+    except (OSError, ValueError, TypeError) as error:  # unreadable, bad JSON, a key TrainConfig rejects
+        raise UserInputError(
+            f"{path} is not a readable run config ({error}); fix or move it. Received: run_dir={run_dir}"
+        ) from None
 
 
 def aside_path(run_dir):
@@ -143,7 +148,7 @@ def check_start(config):
     """
     run_dir = pathlib.Path(config.run_dir)
     existing = ckpt_lib.list_checkpoints(run_dir / "checkpoints")
-    current = json.loads(config.to_json())
+    current = config.to_dict()
     if config.resume == "none" and existing:
         if not config.overwrite:
             raise UserInputError(

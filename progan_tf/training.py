@@ -5,7 +5,6 @@ rebuild networks and optimizers at every phase, count images rather than epochs,
 MultiWorkerMirroredStrategy, where Keras 3's `fit` is broken (keras#20585).
 """
 
-import dataclasses
 import json
 import pathlib
 import signal
@@ -20,45 +19,8 @@ from progan_tf import data as data_lib
 from progan_tf import distribute, export, images, interrupts, run_files
 from progan_tf.errors import EXIT_DIVERGED, FilesystemError, RunStopped, UserInputError
 from progan_tf.metrics.periodic import small_swd
-from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
-from progan_tf.schedule import ScheduleConfig, format_schedule, phase_at
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; `progan_tf.flags` builds it from the command line."""
-
-    data_dir: str
-    run_dir: str
-    network: NetworkConfig = NetworkConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    seed: int = 1000
-    mirror_augment: bool = True
-    gp_weight: float = 10.0
-    gp_target: float = 1.0
-    drift_weight: float = 0.001
-    ema_beta: float = 0.999
-    adam_beta_1: float = 0.0
-    adam_beta_2: float = 0.99
-    adam_epsilon: float = 1e-8
-    gp_reference_scaling: bool = True
-    mixed_precision: bool = False
-    tick_kimg: float = 10.0
-    sample_kimg: float = 50.0
-    checkpoint_kimg: float = 100.0
-    keep_checkpoints: int = 5
-    resume: str = "latest"  # "latest", "none" or a checkpoint path
-    overwrite: bool = False  # with resume="none": move a run directory with checkpoints aside
-    max_consecutive_skips: int = 50  # stop after this many iterations in a row skip an update (0: never)
-    grid_size: int = 36
-    export_at_end: bool = True
-    deterministic: bool = False
-    eval_kimg: float = 0.0  # small-sample SWD every this many kimg (0: off)
-    eval_num_images: int = 256
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, default=str)
+from progan_tf.schedule import format_schedule, phase_at
 
 
 def crossed(before, after, interval_kimg):
@@ -341,7 +303,6 @@ def train(config, strategy=None):
     with interrupts.StopRequests() as stop_requests:
         # Checks first, writes after: a refused start leaves the run directory as it was.
         start = run_files.check_start(config)
-        replicas = strategy.num_replicas_in_sync
         # The initial weights come from Keras' global RNG: seed it so that every worker, and a rerun
         # with the same --seed, starts from the same networks.
         keras.utils.set_random_seed(config.seed)
@@ -349,14 +310,14 @@ def train(config, strategy=None):
             model = ProGAN(
                 config.network,
                 seed=config.seed,
-                gp_weight=config.gp_weight,
-                gp_target=config.gp_target,
-                drift_weight=config.drift_weight,
-                ema_beta=config.ema_beta,
-                adam_beta_1=config.adam_beta_1,
-                adam_beta_2=config.adam_beta_2,
-                adam_epsilon=config.adam_epsilon,
-                gp_reference_scaling=config.gp_reference_scaling,
+                gp_weight=config.loss.gp_weight,
+                gp_target=config.loss.gp_target,
+                drift_weight=config.loss.drift_weight,
+                ema_beta=config.optimizer.ema_beta,
+                adam_beta_1=config.optimizer.beta_1,
+                adam_beta_2=config.optimizer.beta_2,
+                adam_epsilon=config.optimizer.epsilon,
+                gp_reference_scaling=config.loss.gp_reference_scaling,
                 mixed_precision=config.mixed_precision,
             )
         resume_from = start.checkpoint
@@ -471,10 +432,14 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
                 for label in write_samples(model, logger, samples_dir, grid_latents, images_shown):
                     logger.line(f"samples at kimg {kimg:.3f} not written: the {label} generator's output is not finite")
             if chief and crossed(before, images_shown, config.eval_kimg):
-                evaluation = small_swd(model.gs_model, config.data_dir, phase.resolution, config.eval_num_images, config.seed)
+                evaluation = small_swd(
+                    model.gs_model, config.data_dir, phase.resolution, config.eval_num_images, config.seed
+                )
                 if evaluation:
                     logger.stats({"kimg": round(kimg, 3), **evaluation}, images_shown)
-                    logger.line(f"eval kimg {kimg:9.3f}  swd_avg {evaluation['eval_swd_avg']:.3f}  ({evaluation['eval_sec']} s)")
+                    logger.line(
+                        f"eval kimg {kimg:9.3f}  swd_avg {evaluation['eval_swd_avg']:.3f}  ({evaluation['eval_sec']} s)"
+                    )
             # A state that just skipped an update is where the run got stuck, not progress worth
             # rotating a good checkpoint out for: the checkpoint waits for an update that applies.
             checkpoint_due = checkpoint_due or crossed(before, images_shown, config.checkpoint_kimg) or phase_done
@@ -483,11 +448,13 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
                 checkpoint_due, last_saved = False, images_shown
             if stop_signal is not None:
                 name = signal.Signals(stop_signal).name
+                message = f"stopped by {name} at kimg {kimg:.3f}"
                 if not chief:
-                    message = f"stopped by {name} at kimg {kimg:.3f} with the other workers (the chief writes the checkpoint)"
+                    message += " with the other workers (the chief writes the checkpoint)"
                 else:
-                    path = save(phase, phase_begin) if last_saved != images_shown else ckpt_lib.checkpoint_path(checkpoint_dir, images_shown)
-                    message = f"stopped by {name} at kimg {kimg:.3f}: wrote {path}; rerun the same command to resume from it"
+                    saved = last_saved == images_shown
+                    path = ckpt_lib.checkpoint_path(checkpoint_dir, images_shown) if saved else save(phase, phase_begin)
+                    message += f": wrote {path}; rerun the same command to resume from it"
                 logger.line(message, echo=False)
                 raise RunStopped(message, interrupts.EXIT_CODES[stop_signal])
     if chief and checkpoint_due and phase is not None:

@@ -61,8 +61,8 @@ def test_truncated_checkpoint_is_one_clear_error(tmp_path):
 
 
 def test_trained_model_takes_its_stage_from_the_checkpoint_not_the_image_count(tmp_path):
+    from progan_tf.config import TrainConfig
     from progan_tf.runs import load_trained_model
-    from progan_tf.training import TrainConfig
 
     schedule = ScheduleConfig(final_resolution=8, stabilize_kimg=0.1, transition_kimg=0.1, total_kimg=0.3,
                               default_batch_size=64)
@@ -115,6 +115,7 @@ def test_newest_usable_checkpoint_skips_corrupt_and_non_finite_ones(tmp_path):
 def test_a_failed_write_is_one_line_naming_the_checkpoint(tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the checkpoint folder should be")
-    with pytest.raises(FilesystemError, match=r"could not write checkpoint .*not_a_folder/checkpoints/ckpt-000000000100\.npz"):
+    expected = r"could not write checkpoint .*not_a_folder/checkpoints/ckpt-000000000100\.npz"
+    with pytest.raises(FilesystemError, match=expected):
         ckpt_lib.save_checkpoint(blocker / "checkpoints", started_model(1),
                                  {"images_shown": 100, "phase_index": 1, "phase_begin_images": 0})

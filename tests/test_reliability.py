@@ -37,8 +37,15 @@ from tests import helpers_training as helpers
 
 # A short 4x4 -> 8x8 run of main.py: 4 steps at 4x4, 2 steps of the fade, a checkpoint every 2 steps.
 SHORT = dict(
-    resolution=8, stabilize_kimg=0.032, transition_kimg=0.032, total_kimg=0.048, checkpoint_kimg=0.016,
-    tick_kimg=0.016, sample_kimg=0, keep_checkpoints=0, export_at_end=False,
+    resolution=8,
+    stabilize_kimg=0.032,
+    transition_kimg=0.032,
+    total_kimg=0.048,
+    checkpoint_kimg=0.016,
+    tick_kimg=0.016,
+    sample_kimg=0,
+    keep_checkpoints=0,
+    export_at_end=False,
 )
 NETWORK = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)  # = main_flags' widths
 
@@ -68,8 +75,15 @@ def _files(directory):
 
 
 def _run(command, **kwargs):
-    return subprocess.run(command, cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(), capture_output=True,
-                          text=True, timeout=300, **kwargs)
+    return subprocess.run(
+        command,
+        cwd=helpers.REPO_ROOT,
+        env=helpers.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def _error_lines(result):
@@ -182,7 +196,8 @@ _REPLICA_SCRIPT = textwrap.dedent(
     def step(per_replica_grads):
         def replica_fn():
             context = tf.distribute.get_replica_context()
-            return apply_if_finite(optimizer, [tf.gather(per_replica_grads, context.replica_id_in_sync_group)], [weights])
+            grads = [tf.gather(per_replica_grads, context.replica_id_in_sync_group)]
+            return apply_if_finite(optimizer, grads, [weights])
         inputs_finite, applied = strategy.run(replica_fn)
         return strategy.experimental_local_results(inputs_finite), applied
 
@@ -245,7 +260,10 @@ def test_samples_of_a_non_finite_generator_are_not_written(tmp_path):
     latents = tf.random.stateless_normal((4, NETWORK.latent_size), seed=[1, 2])
     logger = training.RunLogger(tmp_path, enabled=False)
     assert training.write_samples(model, logger, tmp_path, latents, 8) == []
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["fakes-ema-kimg000000.008.png", "fakes-raw-kimg000000.008.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "fakes-ema-kimg000000.008.png",
+        "fakes-raw-kimg000000.008.png",
+    ]
     weight = model.g_model.trainable_weights[0]
     weight.assign(np.full(weight.shape, np.nan, np.float32))
     assert training.write_samples(model, logger, tmp_path, latents, 16) == ["raw"]
@@ -274,8 +292,16 @@ def test_divergence_stops_with_one_line_and_the_newest_good_checkpoint_resumes(p
     run_dir = tmp_path / "run"
     # 4 sane steps at 4x4, then the 8x8 fade at learning rate 1e6: Adam's moments overflow within
     # two steps. A checkpoint is due after every step, and only two are kept.
-    flags = dict(SHORT, transition_kimg=0.064, total_kimg=0.128, checkpoint_kimg=0.008, keep_checkpoints=2,
-                 sample_kimg=0.008, export_at_end=True, max_consecutive_skips=5)
+    flags = dict(
+        SHORT,
+        transition_kimg=0.064,
+        total_kimg=0.128,
+        checkpoint_kimg=0.008,
+        keep_checkpoints=2,
+        sample_kimg=0.008,
+        export_at_end=True,
+        max_consecutive_skips=5,
+    )
     result = _run(helpers.main_command(*helpers.main_flags(pyramid, run_dir, learning_rates="8:1e6", **flags)))
     assert result.returncode == 3, result.stderr[-4000:]
     (line,) = _error_lines(result)
@@ -315,8 +341,14 @@ def test_divergence_stops_with_one_line_and_the_newest_good_checkpoint_resumes(p
 def _signal_when(command, trigger, signals, timeout=300):
     """Starts `command`, sends `signals` once a line containing `trigger` appears (each after
     the previous one was acknowledged), and returns (return code, all output lines)."""
-    process = subprocess.Popen(command, cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=helpers.REPO_ROOT,
+        env=helpers.subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     watchdog = threading.Timer(timeout, process.kill)
     watchdog.start()
     lines = []
@@ -350,12 +382,25 @@ def _stop_line(lines):
 def test_sigint_mid_fade_and_sigterm_mid_phase_resume_bit_identically(pyramid, tmp_path):
     # 4x4 for 32 images, the 8x8 fade over 32-160, 8x8 until 192. The reference checkpoints every
     # step; the interrupted run every 64 images, so its stops are not on its schedule.
-    flags = dict(resolution=8, stabilize_kimg=0.032, transition_kimg=0.128, total_kimg=0.192, keep_checkpoints=0,
-                 tick_kimg=0.032, sample_kimg=0, deterministic=True, export_at_end=False)
+    flags = dict(
+        resolution=8,
+        stabilize_kimg=0.032,
+        transition_kimg=0.128,
+        total_kimg=0.192,
+        keep_checkpoints=0,
+        tick_kimg=0.032,
+        sample_kimg=0,
+        deterministic=True,
+        export_at_end=False,
+    )
     reference_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "interrupted"
     reference = subprocess.Popen(
         helpers.main_command(*helpers.main_flags(pyramid, reference_dir, checkpoint_kimg=0.008, **flags)),
-        cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=helpers.REPO_ROOT,
+        env=helpers.subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     command = helpers.main_command(*helpers.main_flags(pyramid, run_dir, checkpoint_kimg=0.064, **flags))
     try:
@@ -365,7 +410,9 @@ def test_sigint_mid_fade_and_sigterm_mid_phase_resume_bit_identically(pyramid, t
         kind, kimg, path = _stop_line(lines)
         fade_stop = round(float(kimg) * 1000)
         assert kind == "SIGINT" and 32 < fade_stop < 160
-        assert max(_checkpoints(run_dir)) == fade_stop and path == str(ckpt_lib.checkpoint_path(run_dir / "checkpoints", fade_stop))
+        assert max(_checkpoints(run_dir)) == fade_stop and path == str(
+            ckpt_lib.checkpoint_path(run_dir / "checkpoints", fade_stop)
+        )
         assert helpers.checkpoint_meta(path)["phase_index"] == 1
 
         # SIGTERM (a scheduler's preemption) in the middle of the 8x8 stabilisation.
@@ -395,7 +442,9 @@ def test_sigint_mid_fade_and_sigterm_mid_phase_resume_bit_identically(pyramid, t
     interrupted, expected = _checkpoints(run_dir), _checkpoints(reference_dir)
     assert {fade_stop, phase_stop, 64, 128, 192} <= set(interrupted) <= set(expected)
     for count, path in interrupted.items():
-        difference = helpers.max_abs_difference(helpers.checkpoint_weights(path), helpers.checkpoint_weights(expected[count]))
+        difference = helpers.max_abs_difference(
+            helpers.checkpoint_weights(path), helpers.checkpoint_weights(expected[count])
+        )
         assert difference == 0.0, count
         assert helpers.checkpoint_position(path) == helpers.checkpoint_position(expected[count])
 
@@ -425,23 +474,36 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(pyramid, tmp_
     processes = []
     try:
         for index in range(2):
-            spec = {"runs": [{"config": helpers.short_train_spec(pyramid, tmp_path / f"run{index}"),
-                              "out": str(tmp_path / f"worker{index}.npz")}]}
+            spec = {
+                "runs": [
+                    {
+                        "config": helpers.short_train_spec(pyramid, tmp_path / f"run{index}"),
+                        "out": str(tmp_path / f"worker{index}.npz"),
+                    }
+                ]
+            }
             (tmp_path / f"spec{index}.json").write_text(json.dumps(spec))
             tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.helpers_training", str(tmp_path / f"spec{index}.json")],
-                cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(TF_CONFIG=json.dumps(tf_config)),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tests.helpers_training", str(tmp_path / f"spec{index}.json")],
+                    cwd=helpers.REPO_ROOT,
+                    env=helpers.subprocess_env(TF_CONFIG=json.dumps(tf_config)),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
         chief_lines = []
         for line in processes[0].stdout:  # only the chief logs
             chief_lines.append(line.rstrip("\n"))
             if line.startswith("phase 1:"):
                 processes[1].send_signal(signal.SIGTERM)  # the non-chief worker is preempted
                 break
-        outputs = [chief_lines + processes[0].communicate(timeout=300)[0].splitlines(),
-                   processes[1].communicate(timeout=300)[0].splitlines()]
+        outputs = [
+            chief_lines + processes[0].communicate(timeout=300)[0].splitlines(),
+            processes[1].communicate(timeout=300)[0].splitlines(),
+        ]
     finally:
         for process in processes:
             helpers.kill_process(process)
@@ -462,17 +524,24 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(pyramid, tmp_
 def test_resume_with_other_architecture_flags_is_refused_and_writes_nothing(pyramid, short_run, tmp_path):
     run_dir = _copy_run(short_run, tmp_path)
     before = _files(run_dir)
-    result = _run(helpers.main_command(*helpers.main_flags(pyramid, run_dir, **dict(SHORT, fmap_base=32, latent_size=8))))
+    result = _run(
+        helpers.main_command(*helpers.main_flags(pyramid, run_dir, **dict(SHORT, fmap_base=32, latent_size=8)))
+    )
     assert result.returncode == 1
     (line,) = _error_lines(result)
-    assert line.startswith(f"error: Cannot resume {run_dir / 'checkpoints' / 'ckpt-000000000048.npz'}: it was trained "
-                           "with other architecture flags: --fmap_base (run: 64, now: 32), --latent_size (run: 16, now: 8).")
+    assert line.startswith(
+        f"error: Cannot resume {run_dir / 'checkpoints' / 'ckpt-000000000048.npz'}: it was trained "
+        "with other architecture flags: --fmap_base (run: 64, now: 32), --latent_size (run: 16, now: 8)."
+    )
     assert _files(run_dir) == before  # config.json byte-identical, and nothing else written
 
     # Schedule and logging flags may change; the change is listed and recorded.
     changed = dict(SHORT, total_kimg=0.064, tick_kimg=0.008)
     result = helpers.run_checked(helpers.main_command(*helpers.main_flags(pyramid, run_dir, **changed)))
-    assert "changed since the last start: --tick_kimg 0.016 -> 0.008, --total_kimg 0.048 -> 0.064" in result.stdout.splitlines()
+    assert (
+        "changed since the last start: --tick_kimg 0.016 -> 0.008, --total_kimg 0.048 -> 0.064"
+        in result.stdout.splitlines()
+    )
     assert "changed since the last start: --tick_kimg 0.016 -> 0.008" in (run_dir / "log.txt").read_text()
     from progan_tf.runs import load_train_config
 
@@ -491,7 +560,10 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
     result = _run(helpers.main_command(*helpers.main_flags(pyramid, run_dir, resume="none", **SHORT)))
     assert result.returncode == 1
     (line,) = _error_lines(result)
-    assert f"{run_dir} already holds 3 checkpoint(s) (newest ckpt-000000000048.npz); --resume=none would mix two runs" in line
+    assert (
+        f"{run_dir} already holds 3 checkpoint(s) (newest ckpt-000000000048.npz); --resume=none would mix two runs"
+        in line
+    )
     assert "--resume=none --overwrite" in line
     assert _files(run_dir) == before
 
@@ -507,10 +579,14 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
     assert log.count("dataset ") == 1 and "resumed from" not in log
     assert [r["kimg"] for r in _stats_rows(run_dir)] == [0.016, 0.032, 0.048]
     assert sorted(_checkpoints(run_dir)) == [16, 32, 48]
-    old, new = helpers.checkpoint_weights(moved / "checkpoints" / "ckpt-000000000048.npz"), helpers.checkpoint_weights(
-        run_dir / "checkpoints" / "ckpt-000000000048.npz")
+    old, new = (
+        helpers.checkpoint_weights(moved / "checkpoints" / "ckpt-000000000048.npz"),
+        helpers.checkpoint_weights(run_dir / "checkpoints" / "ckpt-000000000048.npz"),
+    )
     assert helpers.max_abs_difference(old, new) > 0  # another seed: another run, not the old one's files
-    assert [json.loads(line)["event"] for line in (run_dir / "config_history.jsonl").read_text().splitlines()] == ["start"]
+    assert [json.loads(line)["event"] for line in (run_dir / "config_history.jsonl").read_text().splitlines()] == [
+        "start"
+    ]
 
 
 @pytest.mark.slow
@@ -519,7 +595,9 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
     newest = run_dir / "checkpoints" / "ckpt-000000000048.npz"
     truncated = newest.read_bytes()[: newest.stat().st_size // 2]
     newest.write_bytes(truncated)
-    result = helpers.run_checked(helpers.main_command(*helpers.main_flags(pyramid, run_dir, **dict(SHORT, total_kimg=0.064))))
+    result = helpers.run_checked(
+        helpers.main_command(*helpers.main_flags(pyramid, run_dir, **dict(SHORT, total_kimg=0.064)))
+    )
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"skipping checkpoint {newest}: Checkpoint {newest} is truncated or corrupt")
     assert lines[0].endswith("moved it to ckpt-000000000048.npz.corrupt")
@@ -537,21 +615,31 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
 
 def _checkpoint_sizes(tmp_path):
     """Bytes of a checkpoint in the 4x4 phase and in the 8x8 fade of the SHORT networks."""
-    schedule = ScheduleConfig(final_resolution=8, stabilize_kimg=0.032, transition_kimg=0.032, total_kimg=0.048,
-                              default_batch_size=8)
+    schedule = ScheduleConfig(
+        final_resolution=8, stabilize_kimg=0.032, transition_kimg=0.032, total_kimg=0.048, default_batch_size=8
+    )
     model = ProGAN(NETWORK, seed=1)
     sizes = []
     for phase in phases(schedule)[:2]:
         model.start_phase(phase)
-        position = {"images_shown": phase.start_images, "phase_index": phase.index, "phase_begin_images": 0,
-                    "resolution": phase.resolution, "phase": phase.kind, "tick": 100, "time_sec": 12345.678}
+        position = {
+            "images_shown": phase.start_images,
+            "phase_index": phase.index,
+            "phase_begin_images": 0,
+            "resolution": phase.resolution,
+            "phase": phase.kind,
+            "tick": 100,
+            "time_sec": 12345.678,
+        }
         sizes.append(ckpt_lib.save_checkpoint(tmp_path / "sizes", model, position).stat().st_size)
     return sizes
 
 
 def _mount_tmpfs(path, size):
     path.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or result.returncode})")
 
@@ -596,8 +684,10 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_the_rerun_resumes(pyramid, tm
         if fault == "tmpfs":  # free space
             subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)
         rerun = helpers.run_checked(command)
-        assert rerun.stdout.splitlines()[0] == f"resumed from {run_dir / 'checkpoints' / f'ckpt-{written[-1]:012d}.npz'} " \
-                                               f"at kimg {written[-1] / 1000:.3f}"
+        assert (
+            rerun.stdout.splitlines()[0] == f"resumed from {run_dir / 'checkpoints' / f'ckpt-{written[-1]:012d}.npz'} "
+            f"at kimg {written[-1] / 1000:.3f}"
+        )
         assert rerun.stdout.splitlines()[-1].startswith("done: kimg 0.064")
         assert sorted(_checkpoints(run_dir)) == list(range(8, 65, 8))
         kimgs = [r["kimg"] for r in _stats_rows(run_dir)]
