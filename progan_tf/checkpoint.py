@@ -8,7 +8,8 @@ images count and the phase's starting count are the whole random state.
 
 A checkpoint holding a non-finite value is never written (`NonFiniteError`), so it can never
 rotate a finite one out; on resume, a newest checkpoint that is corrupt or not finite is moved
-aside (`<name>.corrupt`) and the newest usable one is used instead.
+aside (`<name>.corrupt`) and the newest usable one is used instead; a resume from an older
+checkpoint of the same run moves the newer ones aside (`<name>.superseded`).
 """
 
 import contextlib
@@ -62,6 +63,11 @@ def non_finite_arrays(arrays):
 
 def checkpoint_path(directory, images_shown):
     return pathlib.Path(directory) / f"ckpt-{int(images_shown):012d}.npz"
+
+
+def checkpoint_images(path):
+    """The images count in a checkpoint's file name."""
+    return int(_NAME.match(pathlib.Path(path).name).group(1))
 
 
 def list_checkpoints(directory):
@@ -181,17 +187,20 @@ def newest_usable_checkpoint(paths):
     return None, unusable
 
 
-def set_aside(path):
-    """Renames an unusable checkpoint to `<name>.corrupt` (never deleted; no longer listed)."""
+def set_aside(path, suffix=".corrupt"):
+    """Renames a checkpoint to `<name><suffix>` (never deleted; no longer listed); a name taken
+    by an earlier one gets a number."""
     path = pathlib.Path(path)
-    target = path.with_name(path.name + ".corrupt")
+    target, number = path.with_name(path.name + suffix), 1
+    while target.exists():
+        target, number = path.with_name(f"{path.name}{suffix}.{number}"), number + 1
     try:
         os.replace(path, target)
     except FileNotFoundError:  # another worker sharing the directory moved it first
         pass
     except OSError as error:
         reason = error.strerror or error
-        raise FilesystemError(f"could not move the unusable checkpoint {path} aside: {reason}") from None
+        raise FilesystemError(f"could not move the checkpoint {path} aside: {reason}") from None
     return target
 
 

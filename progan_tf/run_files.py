@@ -126,6 +126,9 @@ class Start:
         checkpoint: The `Checkpoint` to resume from, or None (a new run).
         unusable: [(path, reason)] newer checkpoints that are corrupt or not finite; the start
             moves them aside (`<name>.corrupt`) and resumes from an older one.
+        superseded: Checkpoints of the run newer than an explicit `--resume` checkpoint of the
+            same run: the continuation that is abandoned. The start moves them aside
+            (`<name>.superseded`), so that a later `--resume=latest` cannot mix them in.
         changes: {key: (old, new)} of the config against the run's `config.json`.
         previous_text: That `config.json`'s text (None: the run has none).
         move_to: With `--resume=none --overwrite` on a used run: where the old run goes.
@@ -133,6 +136,7 @@ class Start:
 
     checkpoint: object
     unusable: list
+    superseded: list
     changes: dict
     previous_text: object
     move_to: object
@@ -157,11 +161,13 @@ def check_start(config):
                 f"with --resume=none --overwrite (moves the old run to {run_dir.name}.old-<time>). "
                 f"Received: resume=none, run_dir={run_dir}"
             )
-        return Start(checkpoint=None, unusable=[], changes={}, previous_text=None, move_to=aside_path(run_dir))
+        return Start(
+            checkpoint=None, unusable=[], superseded=[], changes={}, previous_text=None, move_to=aside_path(run_dir)
+        )
     previous_path = run_dir / CONFIG_FILE
     previous = read_run_config(run_dir)
     previous_text = previous_path.read_text() if previous is not None else None
-    checkpoint, unusable, reference = None, [], previous
+    checkpoint, unusable, superseded, reference = None, [], [], previous
     if config.resume == "latest":
         checkpoint, unusable = ckpt_lib.newest_usable_checkpoint(existing)
         if existing and checkpoint is None:
@@ -174,6 +180,8 @@ def check_start(config):
         checkpoint = ckpt_lib.load_checkpoint(config.resume)
         ckpt_lib.check_finite(checkpoint)
         reference = read_run_config(checkpoint.path.parent.parent)
+        if checkpoint.path.resolve().parent == (run_dir / "checkpoints").resolve():
+            superseded = [p for p in existing if ckpt_lib.checkpoint_images(p) > checkpoint.images_shown]
     changes = config_changes(previous, current) if previous is not None else {}
     if checkpoint is not None and reference is not None:
         refused = {k: v for k, v in config_changes(reference, current).items() if is_architecture(k)}
@@ -183,7 +191,14 @@ def check_start(config):
                 f"Cannot resume {checkpoint.path}: it was trained with other architecture flags: {differing}. "
                 f"Resume with the run's values, or train a new run (another --run_dir). Received: run_dir={run_dir}"
             )
-    return Start(checkpoint=checkpoint, unusable=unusable, changes=changes, previous_text=previous_text, move_to=None)
+    return Start(
+        checkpoint=checkpoint,
+        unusable=unusable,
+        superseded=superseded,
+        changes=changes,
+        previous_text=previous_text,
+        move_to=None,
+    )
 
 
 def history_record(start, config_text):

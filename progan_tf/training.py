@@ -249,6 +249,8 @@ def _open_run_dir(config, start, chief):
                 run_dir.rename(start.move_to)
         for path, _ in start.unusable:
             ckpt_lib.set_aside(path)
+        for path in start.superseded:
+            ckpt_lib.set_aside(path, ".superseded")
         with run_files.writing(run_dir / "samples", "the run directory"):
             (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         config_text = config.to_json()
@@ -265,9 +267,12 @@ def _open_run_dir(config, start, chief):
     if start.move_to is not None:
         logger.line(f"--overwrite: moved the previous run to {start.move_to}")
     for path, reason in start.unusable:
-        logger.line(f"skipping checkpoint {path}: {reason}; moved it to {path.name}.corrupt")
+        logger.line(f"skipping checkpoint {path}: {reason}; moved it aside ({path.name}.corrupt)")
     if resumed is not None:
         logger.line(f"resumed from {resumed.path} at kimg {resumed.images_shown / 1000:.3f}")
+    if start.superseded:
+        names = ", ".join(path.name for path in start.superseded)
+        logger.line(f"moved the newer checkpoints of the abandoned continuation aside (*.superseded): {names}")
     if start.changes:
         logger.line(f"changed since the last start: {run_files.describe_changes(start.changes)}")
     if dropped:

@@ -108,6 +108,9 @@ def test_newest_usable_checkpoint_skips_corrupt_and_non_finite_ones(tmp_path):
     assert "truncated or corrupt" in unusable[0][1] and "non-finite values (generator/0000)" in unusable[1][1]
     assert ckpt_lib.set_aside(paths[2]) == tmp_path / "ckpt-000000000300.npz.corrupt"
     assert ckpt_lib.list_checkpoints(tmp_path) == paths[:2] and (tmp_path / "ckpt-000000000300.npz.corrupt").is_file()
+    paths[2].write_bytes(b"a second bad one of the same name")  # set aside again: numbered, not replaced
+    assert ckpt_lib.set_aside(paths[2]) == tmp_path / "ckpt-000000000300.npz.corrupt.1"
+    assert (tmp_path / "ckpt-000000000300.npz.corrupt").stat().st_size == 1000
     with pytest.raises(UserInputError, match="holds non-finite values"):
         ckpt_lib.check_finite(ckpt_lib.load_checkpoint(paths[1]))
 

@@ -600,7 +600,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
     )
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"skipping checkpoint {newest}: Checkpoint {newest} is truncated or corrupt")
-    assert lines[0].endswith("moved it to ckpt-000000000048.npz.corrupt")
+    assert lines[0].endswith("moved it aside (ckpt-000000000048.npz.corrupt)")
     assert lines[1] == f"resumed from {run_dir / 'checkpoints' / 'ckpt-000000000032.npz'} at kimg 0.032"
     assert (run_dir / "checkpoints" / "ckpt-000000000048.npz.corrupt").read_bytes() == truncated  # kept, not deleted
     assert sorted(_checkpoints(run_dir)) == [16, 32, 48, 64]
@@ -608,6 +608,26 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
     rows = _stats_rows(run_dir)
     assert [r["kimg"] for r in rows] == [0.016, 0.032, 0.048, 0.064]  # the 0.048 row was redone, not repeated
     assert [r["tick"] for r in rows] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_resume_from_an_older_checkpoint_moves_the_newer_ones_aside(pyramid, short_run, tmp_path):
+    run_dir = _copy_run(short_run, tmp_path)
+    folder = run_dir / "checkpoints"
+    newer = {name: (folder / name).read_bytes() for name in ("ckpt-000000000032.npz", "ckpt-000000000048.npz")}
+    older = folder / "ckpt-000000000016.npz"
+    result = helpers.run_checked(
+        helpers.main_command(*helpers.main_flags(pyramid, run_dir, resume=older, **dict(SHORT, total_kimg=0.024)))
+    )
+    assert (
+        "moved the newer checkpoints of the abandoned continuation aside (*.superseded): "
+        "ckpt-000000000032.npz, ckpt-000000000048.npz" in result.stdout.splitlines()
+    )
+    for name, data in newer.items():
+        assert (folder / f"{name}.superseded").read_bytes() == data
+    # The abandoned continuation cannot come back: --resume=latest takes the new one.
+    assert sorted(_checkpoints(run_dir)) == [16, 24]
+    assert [r["kimg"] for r in _stats_rows(run_dir)] == [0.016, 0.024]
 
 
 # --- A full disk at a checkpoint ---------------------------------------------------------------
