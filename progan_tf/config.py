@@ -88,6 +88,7 @@ class TrainConfig:
         deterministic: Deterministic TF ops (slower; the input order is always deterministic).
         eval_kimg: Small-sample SWD during training every this many kimg (0: off).
         eval_num_images: Images per side of the periodic SWD.
+        verify_data: Check every shard's sha256 before training (sizes are always checked).
     """
 
     data_dir: str
@@ -111,6 +112,7 @@ class TrainConfig:
     deterministic: bool = False
     eval_kimg: float = 0.0
     eval_num_images: int = 256
+    verify_data: bool = False
 
     def to_dict(self):
         return to_dict(self)

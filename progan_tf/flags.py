@@ -36,6 +36,11 @@ def define_flags():
         "mirror_augment", TrainConfig.mirror_augment, "Random horizontal flips of the real images (p=0.5)."
     )
     flags.DEFINE_bool(
+        "verify_data",
+        TrainConfig.verify_data,
+        "Check every shard's sha256 before training (sizes are always checked).",
+    )
+    flags.DEFINE_bool(
         "deterministic",
         TrainConfig.deterministic,
         "Deterministic TF ops (slower; the input order is always deterministic).",
@@ -54,7 +59,9 @@ def define_flags():
         "fused_resample",
         NetworkConfig.fused_resample,
         FUSED_RESAMPLE_MODES,
-        "Fused up/down convolutions (auto: from 128 px).",
+        "auto: the paper's networks (critic unfused; generator upsample+conv fused from 128 px, the same "
+        "function); always: the authors' TF1 networks (both fused from 8 px: the critic pools before its "
+        "activation); never: nothing fused.",
     )
     flags.DEFINE_integer(
         "mbstd_group_size", NetworkConfig.mbstd_group_size, "Minibatch-stddev group size.", lower_bound=1
@@ -89,6 +96,12 @@ def define_flags():
         "learning_rates",
         _resolution_map_default(ScheduleConfig.learning_rates),
         "Learning rate per resolution, e.g. 128:0.0015,256:0.002.",
+    )
+    flags.DEFINE_float(
+        "lr_rampup_kimg",
+        ScheduleConfig.lr_rampup_kimg,
+        "Ramp the learning rates up over the first this many kimg (the paper's Theano runs: 40; 0: off).",
+        lower_bound=0.0,
     )
 
     # Loss and optimisation.

@@ -17,15 +17,17 @@ import tensorflow as tf
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf.config import TrainConfig
 from progan_tf.errors import FilesystemError, UserInputError
+from progan_tf.networks import WEIGHT_SHAPING_FIELDS
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
 STATS_FILE = "stats.jsonl"
 
 # Fields that describe one invocation, not the run.
-_PER_INVOCATION = {"run_dir", "resume", "overwrite"}
-# Fields that change what the saved weights and optimizer variables mean.
-_ARCHITECTURE = {"mixed_precision", "schedule.final_resolution"}
+_PER_INVOCATION = {"run_dir", "resume", "overwrite", "verify_data"}
+# Fields a checkpoint only fits with the same values: the weights' shapes, and the optimizer
+# variables' layout (mixed precision wraps Adam in a loss-scale optimizer).
+_ARCHITECTURE = {*(f"network.{name}" for name in WEIGHT_SHAPING_FIELDS), "schedule.final_resolution", "mixed_precision"}
 # Config fields whose main.py flag has another name.
 _FLAG_NAMES = {
     "schedule.default_batch_size": "batch_size",
@@ -87,7 +89,7 @@ def config_changes(previous, current):
 
 
 def is_architecture(key):
-    return key.startswith("network.") or key in _ARCHITECTURE
+    return key in _ARCHITECTURE
 
 
 def describe_changes(changes):

@@ -16,11 +16,11 @@ import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf import data as data_lib
-from progan_tf import distribute, export, images, interrupts, run_files
+from progan_tf import distribute, export, images, interrupts, pyramid_check, run_files
 from progan_tf.errors import EXIT_DIVERGED, FilesystemError, RunStopped, UserInputError
 from progan_tf.metrics.periodic import small_swd
 from progan_tf.progan import ProGAN
-from progan_tf.schedule import format_schedule, phase_at
+from progan_tf.schedule import format_schedule, learning_rate_at, phase_at
 
 
 def crossed(before, after, interval_kimg):
@@ -179,7 +179,7 @@ def _same_phase(meta, phase):
 
 
 def _check_dataset(config):
-    manifest = data_lib.load_manifest(config.data_dir)
+    manifest = pyramid_check.check_pyramid(config.data_dir, verify=config.verify_data)
     final = config.network.resolution
     if final not in manifest["resolutions"]:
         raise UserInputError(
@@ -397,9 +397,19 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
             f"phase {phase.index}: {phase.resolution}x{phase.resolution} {phase.kind} "
             f"kimg {phase.start_kimg:g}-{phase.end_kimg:g}, batch {phase.batch_size}, lr {phase.learning_rate:g}"
         )
+        learning_rate = None
         while images_shown < min(phase.end_images, total_images):
             before = images_shown
-            stats = {k: float(v.numpy()) for k, v in step(iterator, tf.constant(stop_requests.as_flags())).items()}
+            rate = learning_rate_at(config.schedule, phase, images_shown)
+            if rate != learning_rate:  # each step of a ramp-up, else once (over a restored rate)
+                for optimizer in (model.g_optimizer, model.d_optimizer):
+                    optimizer.learning_rate.assign(rate)
+                learning_rate = rate
+            try:
+                stats = step(iterator, tf.constant(stop_requests.as_flags()))
+            except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
+                raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
+            stats = {k: float(v.numpy()) for k, v in stats.items()}
             images_shown += phase.batch_size
             stop_signal = interrupts.agreed_signal(stats.pop("stop_sigint"), stats.pop("stop_sigterm"))
             meter.add(stats)
@@ -414,6 +424,7 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
                     "resolution": phase.resolution,
                     "phase": phase.kind,
                     "batch_size": phase.batch_size,
+                    "learning_rate": learning_rate,
                     **meter.summary(images_shown),
                     "time_sec": round(time.perf_counter() - run_start, 1),
                 }

@@ -6,6 +6,7 @@ import keras
 
 from progan_tf import training
 from progan_tf.config import LossConfig, NetworkConfig, OptimizerConfig, ScheduleConfig, TrainConfig
+from progan_tf.convert.imported_run import continue_imported_run
 from progan_tf.errors import UserInputError
 from progan_tf.layers.minibatch_stddev import checked_group_size
 from progan_tf.resolutions import resolution_log2
@@ -54,6 +55,7 @@ def schedule_config_from_flags(values):
         default_batch_size=values.batch_size,
         learning_rates=_parse_resolution_map(values.learning_rates, "learning_rates", float),
         learning_rate=values.learning_rate,
+        lr_rampup_kimg=values.lr_rampup_kimg,
     )
 
 
@@ -79,10 +81,15 @@ def train_config_from_flags(values):
             "--data_dir is required for training: a pyramid from `python -m datasets.build`. Received: data_dir=None"
         )
     network, schedule = network_config_from_flags(values), schedule_config_from_flags(values)
+    run_dir = values.run_dir or default_run_dir(values)
+    # A run dir of `python -m progan_tf.convert`: continue its networks from their stage.
+    network, schedule = continue_imported_run(
+        run_dir, network, schedule, lambda name: values[name].present, values.resume
+    )
     check_batch_sizes(network, schedule)
     return TrainConfig(
         data_dir=values.data_dir,
-        run_dir=values.run_dir or default_run_dir(values),
+        run_dir=run_dir,
         network=network,
         schedule=schedule,
         loss=LossConfig(
@@ -112,6 +119,7 @@ def train_config_from_flags(values):
         deterministic=values.deterministic,
         eval_kimg=values.eval_kimg,
         eval_num_images=values.eval_num_images,
+        verify_data=values.verify_data,
     )
 
 
