@@ -9,7 +9,7 @@ startup.import_tensorflow_quietly()  # before anything imports TensorFlow: no C+
 from absl import app  # noqa: E402
 
 from progan_tf import cli  # noqa: E402
-from progan_tf.errors import UserInputError  # noqa: E402
+from progan_tf.errors import EXIT_SIGINT, RunStopped, UserInputError  # noqa: E402
 from progan_tf.flags import FLAGS, define_flags  # noqa: E402
 
 
@@ -22,6 +22,12 @@ def main(argv):
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except RunStopped as stop:  # diverged (3), SIGINT (130), SIGTERM (143): see progan_tf.errors
+        print(stop, file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside training's own handler (start-up, other modes)
+        print("interrupted", file=sys.stderr)
+        return EXIT_SIGINT
     return 0
 
 

@@ -79,6 +79,10 @@ class TrainConfig:
         checkpoint_kimg: Checkpoint every this many kimg (0: phase ends only).
         keep_checkpoints: Checkpoints kept (0: all).
         resume: "latest" (in `run_dir`), "none", or a checkpoint path.
+        overwrite: With `resume="none"` on a run directory that holds checkpoints, move it to
+            `<run_dir>.old-<time>` and start over (without it such a start is refused).
+        max_consecutive_skips: Stop the run (diverged) after this many iterations in a row
+            skipped an update because something was not finite (0: never).
         grid_size: Images in sample grids.
         export_at_end: Export the EMA generator when training ends.
         deterministic: Deterministic TF ops (slower; the input order is always deterministic).
@@ -101,6 +105,8 @@ class TrainConfig:
     checkpoint_kimg: float = 100.0
     keep_checkpoints: int = 5
     resume: str = "latest"
+    overwrite: bool = False
+    max_consecutive_skips: int = 50
     grid_size: int = 36
     export_at_end: bool = True
     deterministic: bool = False

@@ -140,6 +140,17 @@ def define_flags():
     )
     flags.DEFINE_integer("keep_checkpoints", TrainConfig.keep_checkpoints, "Checkpoints kept (0: all).", lower_bound=0)
     flags.DEFINE_string("resume", TrainConfig.resume, "'latest' (in --run_dir), 'none', or a checkpoint path.")
+    flags.DEFINE_bool(
+        "overwrite",
+        TrainConfig.overwrite,
+        "With --resume=none on a run directory holding checkpoints: move it to <run_dir>.old-<time>, start over.",
+    )
+    flags.DEFINE_integer(
+        "max_consecutive_skips",
+        TrainConfig.max_consecutive_skips,
+        "Stop (exit 3) after this many iterations in a row skip a non-finite update (0: never).",
+        lower_bound=0,
+    )
     flags.DEFINE_integer("grid_size", TrainConfig.grid_size, "Images in sample grids.", lower_bound=1)
     flags.DEFINE_bool("export_at_end", TrainConfig.export_at_end, "Export the EMA generator when training ends.")
 

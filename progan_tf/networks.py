@@ -27,6 +27,10 @@ from progan_tf.layers import (
 MIN_RESOLUTION = 4
 MAX_RESOLUTION = 1024
 FUSED_RESAMPLE_MODES = ("auto", "always", "never")
+# NetworkConfig fields that fix the shapes of the weights (a checkpoint or an imported pickle
+# only fits networks with the same values); the others (fused_resample, mbstd_group_size) change
+# how the same weights are used.
+WEIGHT_SHAPING_FIELDS = ("resolution", "num_channels", "latent_size", "fmap_base", "fmap_decay", "fmap_max")
 # "auto" fuses the generator's upsample + conv from 128x128 up, where the fused transposed
 # convolution is faster and computes the same function. The critic is never fused in "auto": a
 # fused conv + pool pools before the leaky ReLU, which is the authors' TF1 critic ("always"),

@@ -107,6 +107,7 @@ class RunProgress:
         images_shown: images already shown when this session starts (a resumed run).
         phase_costs: relative cost per image of each phase (e.g. `stage_macs`), same order.
         clock: seconds as a float (`time.perf_counter`; tests pass their own).
+        elapsed_before: training seconds of the earlier sessions of a resumed run.
 
     Example (the training loop):
         >>> progress = RunProgress(all_phases, total_images, images_shown, costs)
@@ -116,12 +117,13 @@ class RunProgress:
         >>> record.update(progress.tick(images_shown))
     """
 
-    def __init__(self, phases, total_images, images_shown, phase_costs, clock=time.perf_counter):
+    def __init__(self, phases, total_images, images_shown, phase_costs, clock=time.perf_counter, elapsed_before=0.0):
         self.phases = list(phases)
         self.total_images = int(total_images)
         self.costs = [float(c) for c in phase_costs]
         self.clock = clock
-        self.start_time = self.last_time = clock()
+        self.last_time = clock()
+        self.start_time = self.last_time - float(elapsed_before)
         self.last_images = int(images_shown)
         self.phase_index = None
         self.first_step_pending = False
@@ -185,6 +187,10 @@ class RunProgress:
                 eta += startup
         return eta
 
+    def elapsed_seconds(self):
+        """Training seconds of the run so far, earlier sessions included."""
+        return self.clock() - self.start_time
+
     def tick(self, images_shown):
         """Fields for a tick record (and resets the tick's throughput counters).
 
@@ -198,7 +204,7 @@ class RunProgress:
         fields = {
             "kimg_total": round(self.total_images / 1000, 3),
             "percent": round(100.0 * min(images_shown, self.total_images) / self.total_images, 2),
-            "elapsed_sec": round(self.clock() - self.start_time, 1),
+            "elapsed_sec": round(self.elapsed_seconds(), 1),
             "eta_sec": None if eta is None else round(eta, 1),
             "img_per_sec": img_per_sec,
             "sec_per_kimg": 1000.0 / img_per_sec if img_per_sec else None,

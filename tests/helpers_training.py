@@ -8,7 +8,8 @@ SPEC holds {"logical_cpus": int or null, "runs": [RUN, ...]} and each RUN holds
 {"config": `TrainConfig.to_dict()` data (missing keys take the defaults), "devices": null (the
 default strategy of `distribute.make_strategy`, e.g. from TF_CONFIG) or a list of device names
 for a MirroredStrategy, "out": path of an .npz of the final weights}. Every worker writes its
-own .npz (only the chief writes checkpoints).
+own .npz (only the chief writes checkpoints). A run stopped early (`RunStopped`) prints its line
+and exits with its code, as main.py does.
 """
 
 import json
@@ -127,6 +128,13 @@ def checkpoint_meta(path):
         return json.loads(str(archive["meta"]))
 
 
+def checkpoint_position(path):
+    """A checkpoint's meta without its wall-clock training time (which differs between runs)."""
+    meta = checkpoint_meta(path)
+    meta.pop("time_sec", None)
+    return meta
+
+
 def max_abs_difference(a, b):
     """Largest |a - b| over two {key: array} dicts with the same keys and shapes."""
     assert sorted(a) == sorted(b), (sorted(a), sorted(b))
@@ -171,11 +179,16 @@ def _script(spec_path):
         )
     from progan_tf import training
     from progan_tf.config import TrainConfig
+    from progan_tf.errors import RunStopped
 
     for run in spec["runs"]:
         devices = run.get("devices")
         strategy = tf.distribute.MirroredStrategy(devices) if devices else None
-        model = training.train(TrainConfig.from_dict(run["config"]), strategy=strategy)
+        try:
+            model = training.train(TrainConfig.from_dict(run["config"]), strategy=strategy)
+        except RunStopped as stop:  # as main.py does
+            print(stop, flush=True)
+            sys.exit(stop.exit_code)
         arrays = {"images_shown": np.array(int(model.images_shown.numpy()))}
         for name in NETWORK_NAMES:
             for index, value in enumerate(model.networks[name].get_weight_values()):

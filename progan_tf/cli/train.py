@@ -112,6 +112,8 @@ def train_config_from_flags(values):
         checkpoint_kimg=values.checkpoint_kimg,
         keep_checkpoints=values.keep_checkpoints,
         resume=values.resume,
+        overwrite=values.overwrite,
+        max_consecutive_skips=values.max_consecutive_skips,
         grid_size=values.grid_size,
         export_at_end=values.export_at_end,
         deterministic=values.deterministic,

@@ -28,6 +28,7 @@ from progan_tf.convert.mapping import assign_networks, network_config
 from progan_tf.convert.official import official_networks
 from progan_tf.convert.unpickler import load_network_pickle
 from progan_tf.errors import UserInputError
+from progan_tf.networks import WEIGHT_SHAPING_FIELDS
 from progan_tf.progan import ProGAN
 from progan_tf.runs import load_train_config
 from progan_tf.schedule import ScheduleConfig, phases
@@ -38,8 +39,7 @@ IMPORT_RECORD = "imported.json"
 GOLDEN_SEED = 1000
 GOLDEN_ROWS = (477, 56, 83, 887, 583, 391, 86, 340, 341, 415)
 _SNAPSHOT_NAME = re.compile(r"network-snapshot-(\d+)\.pkl$")
-# Architecture fields fixed by the imported weights, and the ones a fine-tune may choose.
-WEIGHT_SHAPING_FIELDS = ("resolution", "num_channels", "latent_size", "fmap_base", "fmap_decay", "fmap_max")
+# The architecture fields a fine-tune may choose (the imported weights fix WEIGHT_SHAPING_FIELDS).
 CHOOSABLE_FIELDS = ("fused_resample", "mbstd_group_size")
 
 
