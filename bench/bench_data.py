@@ -5,8 +5,13 @@ r"""Benchmarks the dataset builder and the tf.data input pipeline.
       --trainer_images_per_second=4:900,8:900,16:700,32:500,64:250,128:100
 
 1. Builder images/s against decoding the same source images with the same number of worker
-   processes and nothing else (the ratio build time / decode time; goal <= 1.5).
-2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8 as the trainer reads it),
+   processes and nothing else (the ratio build time / decode time; goal <= 1.5). Decode and build
+   alternate --repeats times, so both see the same machine load; the table gives each repeat and
+   the median, in wall time and in CPU time of this process and all its children (sampled from
+   /proc; on a machine shared with other jobs the CPU ratio is the steadier one). (The first build
+   of a process also starts the worker pool's fork server.)
+2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8
+   as the trainer reads it),
    against what the trainer consumes (--trainer_images_per_second, measured by the trainer;
    goal >= 5x).
 """
@@ -14,8 +19,10 @@ r"""Benchmarks the dataset builder and the tf.data input pipeline.
 import multiprocessing
 import os
 import shutil
+import statistics
 import sys
 import tempfile
+import threading
 import time
 
 from absl import app, flags
@@ -23,6 +30,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets import build  # noqa: E402
+from datasets.imaging import IMAGE_EXTENSIONS  # noqa: E402
 from progan_tf import data  # noqa: E402
 
 flags.DEFINE_string("source", "../shared/data/celeba128", "Image folder to build from.")
@@ -30,10 +38,61 @@ flags.DEFINE_integer("resolution", 128, "Pyramid resolution.")
 flags.DEFINE_integer("num_workers", None, "Builder/decoder processes (default: all cores).")
 flags.DEFINE_float("seconds", 3.0, "Measuring time per pipeline resolution.")
 flags.DEFINE_string("trainer_images_per_second", "", "Trainer consumption per resolution, 'res:ips,...'.")
+flags.DEFINE_integer("repeats", 3, "Alternating decode-only / build measurements.", lower_bound=1)
+flags.DEFINE_bool("pipeline", True, "Also measure the tf.data pipeline per resolution.")
 FLAGS = flags.FLAGS
 
 # Reference minibatch sizes on one GPU (PAPER_NOTES.md).
 BATCH_SIZES = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
+
+
+class TreeCpuSeconds:
+    """CPU seconds (user + system) of this process and its descendants during a `with` block.
+
+    Descendants are found and sampled from /proc every few milliseconds (a worker's last few
+    milliseconds before it exits may be missed); processes alive at the start count only from then.
+    """
+
+    def __init__(self, interval=0.005):
+        self.interval, self.seconds = interval, 0.0
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    def _sample(self):
+        stats, children = {}, {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as handle:
+                        fields = handle.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                children.setdefault(int(fields[1]), []).append(int(name))
+                stats[int(name)] = (int(fields[11]) + int(fields[12])) / self._ticks
+        tree, stack = {}, [os.getpid()]
+        while stack:
+            pid = stack.pop()
+            tree[pid] = stats.get(pid, 0.0)
+            stack.extend(children.get(pid, ()))
+        return tree
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            for pid, seconds in self._sample().items():
+                self._last[pid] = max(seconds, self._last.get(pid, 0.0))
+
+    def __enter__(self):
+        self._start = self._sample()
+        self._last, self._stop = dict(self._start), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        for pid, seconds in self._sample().items():
+            self._last[pid] = max(seconds, self._last.get(pid, 0.0))
+        self.seconds = sum(seconds - self._start.get(pid, 0.0) for pid, seconds in self._last.items())
 
 
 def _decode(path):
@@ -44,8 +103,12 @@ def _decode(path):
 
 
 def decode_only_seconds(folder, num_workers):
-    paths = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
-             if name.lower().endswith(build.IMAGE_EXTENSIONS)]
+    paths = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    ]
     started = time.time()
     # fork: the children only run PIL, and forkserver would re-import this TF-importing script.
     with multiprocessing.get_context("fork").Pool(num_workers) as pool:
@@ -70,32 +133,54 @@ def main(argv):
     del argv
     num_workers = FLAGS.num_workers or os.cpu_count()
     trainer = dict(
-        (int(res), float(ips)) for res, ips in
-        (item.split(":") for item in FLAGS.trainer_images_per_second.split(",") if item)
+        (int(res), float(ips))
+        for res, ips in (item.split(":") for item in FLAGS.trainer_images_per_second.split(",") if item)
     )
     work_dir = tempfile.mkdtemp(prefix="bench_data_")
     try:
-        count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
-        pyramid_dir = os.path.join(work_dir, "pyramid")
-        manifest = build.build_pyramid(FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers,
-                                       progress=False)
-        build_seconds = manifest["build"]["seconds"]
-        print(f"| builder ({FLAGS.source}, {count} images -> {FLAGS.resolution}px, {num_workers} workers) "
-              f"| img/s | seconds |")
-        print("|---|---|---|")
-        print(f"| decode only | {count / decode_seconds:.1f} | {decode_seconds:.2f} |")
-        print(f"| build pyramid | {manifest['num_images'] / build_seconds:.1f} | {build_seconds:.2f} |")
-        print(f"| ratio build / decode time | {build_seconds / decode_seconds:.2f}x (goal <= 1.5x) | |")
-        print()
-        print("| resolution | batch | pipeline img/s | trainer img/s | ratio (goal >= 5x) |")
-        print("|---|---|---|---|---|")
-        for resolution in manifest["resolutions"]:
-            rate = pipeline_images_per_second(pyramid_dir, resolution, FLAGS.seconds)
-            consumed = trainer.get(resolution)
-            ratio = f"{rate / consumed:.1f}x" if consumed else "n/a"
-            print(f"| {resolution} | {BATCH_SIZES[resolution]} | {rate:.0f} | {consumed or 'n/a'} | {ratio} |")
+        pyramid_dir = builder_table(work_dir, num_workers)
+        if FLAGS.pipeline:
+            pipeline_table(pyramid_dir, trainer)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def builder_table(work_dir, num_workers):
+    """Prints decode-only vs build for each repeat and the medians; returns the last pyramid."""
+    print(
+        f"| builder ({FLAGS.source} -> {FLAGS.resolution}px, {num_workers} workers) | decode s | build s | "
+        f"build / decode wall (goal <= 1.5x) | decode CPU s | build CPU s | build / decode CPU |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    wall_ratios, cpu_ratios = [], []
+    for repeat in range(FLAGS.repeats):
+        with TreeCpuSeconds() as decode_cpu:
+            count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
+        pyramid_dir = os.path.join(work_dir, f"pyramid{repeat}")
+        with TreeCpuSeconds() as build_cpu:
+            manifest = build.build_pyramid(
+                FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers, progress=False
+            )
+        build_seconds = manifest["build"]["seconds"]
+        wall_ratios.append(build_seconds / decode_seconds)
+        cpu_ratios.append(build_cpu.seconds / decode_cpu.seconds)
+        print(
+            f"| repeat {repeat + 1} ({count} images) | {decode_seconds:.2f} | {build_seconds:.2f} | "
+            f"{wall_ratios[-1]:.2f}x | {decode_cpu.seconds:.2f} | {build_cpu.seconds:.2f} | {cpu_ratios[-1]:.2f}x |"
+        )
+    print(f"| median | | | {statistics.median(wall_ratios):.2f}x | | | {statistics.median(cpu_ratios):.2f}x |")
+    print()
+    return pyramid_dir
+
+
+def pipeline_table(pyramid_dir, trainer):
+    print("| resolution | batch | pipeline img/s | trainer img/s | ratio (goal >= 5x) |")
+    print("|---|---|---|---|---|")
+    for resolution in data.load_manifest(pyramid_dir)["resolutions"]:
+        rate = pipeline_images_per_second(pyramid_dir, resolution, FLAGS.seconds)
+        consumed = trainer.get(resolution)
+        ratio = f"{rate / consumed:.1f}x" if consumed else "n/a"
+        print(f"| {resolution} | {BATCH_SIZES[resolution]} | {rate:.0f} | {consumed or 'n/a'} | {ratio} |")
 
 
 if __name__ == "__main__":

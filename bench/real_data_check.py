@@ -23,7 +23,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from datasets.build import build_pyramid  # noqa: E402
-from progan_tf.flags import FLAGS, train_config_from_flags  # noqa: E402
+from progan_tf.cli.train import train_config_from_flags  # noqa: E402
+from progan_tf.flags import FLAGS, define_flags  # noqa: E402
 from progan_tf.metrics.periodic import small_swd  # noqa: E402
 from progan_tf.progan import ProGAN  # noqa: E402
 from progan_tf.runs import load_trained_model  # noqa: E402
@@ -35,8 +36,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", default=str(REPO.parent / "shared" / "data" / "celeba128"))
     args = parser.parse_args()
+    define_flags()
     FLAGS([sys.argv[0], f"--flagfile={FLAGFILE}"])
-    config = train_config_from_flags()
+    config = train_config_from_flags(FLAGS)
     data_dir = REPO / config.data_dir
     if not (data_dir / "manifest.json").is_file():
         build_pyramid(args.images, str(data_dir), config.network.resolution, progress=False)

@@ -22,10 +22,11 @@ Sources (`--source`):
     `--seed`; within a file, records keep TFDS's own (hash-shuffled) order.
   With --strict, any skipped or converted image is a fatal error.
 
-Pyramid layout (one directory per dataset):
-  manifest.json            written last: a directory without it is an incomplete build.
-  records.txt              source name of record i on line i (same for every level).
-  rNN-SSSSS.tfrecord       level with resolution 2**NN (r02 = 4x4 ... r10 = 1024x1024), shard SSSSS.
+Pyramid layout (one directory per dataset; TAG names the build that wrote the file):
+  manifest.json            written last, lists every other file: a directory without it is an
+                           incomplete build.
+  records-TAG.txt          source name of record i on line i (same for every level).
+  rNN-SSSSS-TAG.tfrecord   level with resolution 2**NN (r02 = 4x4 ... r10 = 1024x1024), shard SSSSS.
   Every record is one image as raw uint8 bytes, HWC, RGB, row-major: exactly R*R*3 bytes, with
   no tf.train.Example wrapper (the shape lives in the manifest), so reading is a `decode_raw`
   and a reshape. Record i is the same image at every level; shards of a level hold consecutive
@@ -34,295 +35,58 @@ Pyramid layout (one directory per dataset):
   Levels: level R is the (cropped, resized) source; each lower level is the 2x2 box average of the
   previous level's float32 values, stored as rint/clip to uint8 (datasets/imaging.py).
 
-Atomicity: a build writes into `<output_dir>.partial/` and renames it to `<output_dir>` only when
-complete (manifest included); a crashed build leaves only the .partial directory, which the next
-build removes.
+Atomicity (datasets/writer.py): a new pyramid is written into `<output_dir>.partial/` and renamed
+into place when complete; --overwrite writes the new files beside the old ones and replaces the
+manifest by a rename, so a reader sees the old pyramid or the new one at every instant. Whatever
+an interrupted build leaves is removed by the next build. A filesystem error (disk full,
+read-only, permission denied) ends the build with one line naming the path; the old pyramid is
+kept as it was.
+
+Modules: sources.py (where images come from), imaging.py (decoding and pyramid math, in the
+worker processes), parallel.py (the worker pool), writer.py (shards and commit), this file (the
+build and the command line); verification is progan_tf/pyramid_check.py.
 """
 
 import collections
 import concurrent.futures
 import contextlib
 import datetime
-import hashlib
 import json
-import multiprocessing
 import os
-import shutil
 import sys
 import time
-import types
-from typing import Iterator, Optional
 
-import numpy as np
-from absl import app, flags
+from progan_tf import startup
 
-from datasets import imaging
-from progan_tf.errors import UserInputError
-from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, TFRECORD_FRAMING_BYTES
+startup.import_tensorflow_quietly()  # before the modules below import TensorFlow: no C++ start-up lines
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-RECORD_NAMES_FILE = "records.txt"
-# Automatic sharding aims for shards of about this size (a whole low-resolution level fits in one).
-DEFAULT_SHARD_BYTES = 256 << 20
-# Each worker task carries about this many bytes of output (bounds memory and keeps workers busy).
-_TASK_BYTES = 8 << 20
+from absl import app, flags  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
-
-def shard_file_name(resolution: int, shard_index: int) -> str:
-    """File name of shard `shard_index` of the level with the given resolution."""
-    return f"r{resolution.bit_length() - 1:02d}-{shard_index:05d}.tfrecord"
-
-
-def record_bytes(resolution: int, channels: int = 3) -> int:
-    return resolution * resolution * channels
+from datasets import imaging, parallel, sources, writer  # noqa: E402
+from progan_tf import pyramid_check  # noqa: E402
+from progan_tf.errors import UserInputError  # noqa: E402
+from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION  # noqa: E402
+from progan_tf.resolutions import resolution_log2  # noqa: E402
 
 
 def check_resolution(resolution) -> int:
-    """Returns `resolution` as an int, or raises UserInputError if it is not a power of two >= 4."""
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or (
-        resolution < 4 or not imaging.is_power_of_two(int(resolution))
-    ):
-        raise UserInputError(
-            f"resolution must be a power of two >= 4 (4, 8, ..., 1024). Received: resolution={resolution!r}"
-        )
+    """Returns `resolution` as an int, or raises UserInputError unless it is a power of two in [4, 1024]."""
+    resolution_log2(resolution)
     return int(resolution)
 
 
-# ----------------------------------------------------------------------------------------------
-# Sources: each yields worker tasks (see imaging.load_chunk) lazily, so nothing is held in memory.
-
-
-class _Source:
-    """A stream of worker tasks plus what the manifest records about where images came from."""
-
-    def __init__(self, description: dict, num_candidates: int, tasks: Iterator, problems=()):
-        self.description = description
-        self.num_candidates = num_candidates
-        self.tasks = tasks
-        self.problems = list(problems)
-
-
-def _chunks(items, size):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _folder_source(folder, resolution, seed, chunk_size, non_square) -> _Source:
-    if not os.path.isdir(folder):
-        kind = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise UserInputError(f"source folder {kind}; expected a folder of images. Received: source={folder!r}")
-    images, ignored = [], 0
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for file_name in sorted(files):
-            if file_name.startswith("."):
-                continue
-            if file_name.lower().endswith(IMAGE_EXTENSIONS):
-                images.append(os.path.relpath(os.path.join(root, file_name), folder))
-            else:
-                ignored += 1
-    images.sort()
-    if not images:
+def _check_arguments(non_square, num_images, shards_per_level, num_workers):
+    if non_square not in imaging.NON_SQUARE_POLICIES:
         raise UserInputError(
-            f"source folder contains no images (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively; "
-            f"{ignored} other files). Received: source={folder!r}"
+            f"non_square must be one of {imaging.NON_SQUARE_POLICIES}. Received: non_square={non_square!r}"
         )
-    unique, problems, first_by_stem = [], [], {}
-    for relative in images:
-        stem = os.path.splitext(relative)[0].lower()
-        if stem in first_by_stem:
-            problems.append(
-                {"file": relative, "reason": f"duplicate name (same as {first_by_stem[stem]})", "fatal": True}
-            )
-        else:
-            first_by_stem[stem] = relative
-            unique.append(relative)
-    order = np.random.default_rng(seed).permutation(len(unique))
-    items = ((unique[i], os.path.join(folder, unique[i])) for i in order)
-    tasks = (("file", chunk, resolution, non_square) for chunk in _chunks(items, chunk_size))
-    description = {"kind": "folder", "path": os.path.abspath(folder), "image_files": len(images),
-                   "ignored_files": ignored}
-    return _Source(description, len(unique), tasks, problems)
-
-
-def _synthetic_source(resolution, seed, num_images, chunk_size) -> _Source:
-    count = 5000 if num_images is None else num_images
-    tasks = (("synthetic", list(chunk), resolution, seed) for chunk in _chunks(range(count), chunk_size))
-    return _Source({"kind": "synthetic", "generator": "datasets.synthetic.synthetic_image"}, count, tasks)
-
-
-def _tfds_source(spec, resolution, seed, chunk_size, non_square, manual_dir, data_dir, image_key) -> _Source:
-    import tensorflow_datasets as tfds
-
-    name, _, split = spec.partition(":")
-    split = split or "train"
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as exc:  # tfds raises several types (DatasetNotFoundError, ValueError, ...)
-        raise UserInputError(f"unknown TFDS dataset or config: {exc}. Received: source='tfds:{spec}'") from None
-    if manual_dir is not None:
-        if not os.path.isdir(manual_dir):
-            raise UserInputError(f"TFDS manual dir does not exist. Received: tfds_manual_dir={manual_dir!r}")
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        try:
-            builder.download_and_prepare(download_config=config)
-        except Exception as exc:  # surfaces the builder's own explanation (e.g. missing tar)
-            message = " ".join(str(exc).split())
-            raise UserInputError(
-                f"TFDS could not prepare {name} from the manual dir: {message}. Received: tfds_manual_dir={manual_dir!r}"
-            ) from None
-    elif not builder.is_prepared():
-        raise UserInputError(
-            f"TFDS dataset {name} is not prepared in {builder.data_dir} and nothing is downloaded: pass "
-            f"--tfds_manual_dir or --tfds_data_dir. Received: source='tfds:{spec}'"
-        )
-    if split not in builder.info.splits:
-        raise UserInputError(
-            f"TFDS dataset {name} has no split {split!r}; it has {sorted(builder.info.splits)}. Received: source='tfds:{spec}'"
-        )
-    if image_key not in builder.info.features:
-        raise UserInputError(
-            f"TFDS dataset {name} has no feature {image_key!r}; it has {sorted(builder.info.features)}. "
-            f"Received: tfds_image_key={image_key!r}"
-        )
-    dataset = builder.as_dataset(
-        split=split,
-        shuffle_files=True,
-        read_config=tfds.ReadConfig(shuffle_seed=seed),
-        decoders={image_key: tfds.decode.SkipDecoding()},
-    )
-
-    def items():
-        for index, example in enumerate(dataset.as_numpy_iterator()):
-            yield f"{name}:{split}[{index}]", example[image_key]
-
-    tasks = (("bytes", chunk, resolution, non_square) for chunk in _chunks(items(), chunk_size))
-    description = {"kind": "tfds", "name": name, "split": split, "data_dir": builder.data_dir,
-                   "manual_dir": manual_dir}
-    return _Source(description, builder.info.splits[split].num_examples, tasks)
-
-
-# ----------------------------------------------------------------------------------------------
-# Writing.
-
-
-def _sha256_of_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(8 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class _LevelWriter:
-    """Writes one level's records into consecutive shards of at most `records_per_shard` records."""
-
-    def __init__(self, directory, resolution, records_per_shard, hasher):
-        import tensorflow as tf
-
-        self._tf = tf
-        self.directory = directory
-        self.resolution = resolution
-        self.records_per_shard = records_per_shard
-        self._hasher = hasher
-        self._writer = None
-        self._in_shard = 0
-        self.shards = []  # [file name, num_records, future of sha256]
-
-    def write(self, record: bytes):
-        if self._writer is None:
-            file_name = shard_file_name(self.resolution, len(self.shards))
-            self._writer = self._tf.io.TFRecordWriter(os.path.join(self.directory, file_name))
-            self.shards.append([file_name, 0, None])
-        self._writer.write(record)
-        self.shards[-1][1] += 1
-        if self.shards[-1][1] == self.records_per_shard:
-            self._close_shard()
-
-    def _close_shard(self):
-        self._writer.close()
-        self._writer = None
-        self.shards[-1][2] = self._hasher.submit(_sha256_of_file, os.path.join(self.directory, self.shards[-1][0]))
-
-    def finish(self) -> dict:
-        if self._writer is not None:
-            self._close_shard()
-        size = record_bytes(self.resolution)
-        return {
-            "resolution": self.resolution,
-            "record_bytes": size,
-            "num_records": sum(count for _, count, _ in self.shards),
-            "shards": [
-                {"file": name, "num_records": count, "bytes": count * (size + TFRECORD_FRAMING_BYTES),
-                 "sha256": digest.result()}
-                for name, count, digest in self.shards
-            ],
-        }
-
-
-def _records_per_shard(resolution, num_candidates, shards_per_level):
-    if shards_per_level is None:
-        return max(1, DEFAULT_SHARD_BYTES // record_bytes(resolution))
-    return max(1, -(-num_candidates // shards_per_level))
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-    """Keeps new worker processes from re-importing the parent's __main__ module.
-
-    multiprocessing re-imports the main script (or `-m` module) in every spawned/forkserver
-    child; for a trainer or this CLI that means importing TensorFlow in each worker (seconds and
-    hundreds of MB each). Workers need only datasets.imaging, so the main module is swapped for
-    an empty one while the pool starts its processes.
-    """
-    main_module = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main_module
-
-
-def _ordered_parallel_map(function, tasks, num_workers):
-    """Maps `function` over `tasks` in worker processes, in order, with bounded work in flight."""
-    if num_workers == 0:
-        yield from map(function, tasks)
-        return
-    # forkserver: workers never inherit TensorFlow's threads from this process, and preload only
-    # the TF-free imaging module, so they start fast.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["datasets.imaging", "datasets.synthetic"])
-    with _main_module_hidden(), context.Pool(num_workers) as pool:
-        pending = collections.deque()
-        for task in tasks:
-            pending.append(pool.apply_async(function, (task,)))
-            if len(pending) >= 2 * num_workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-
-def _fatal_problem_message(problem) -> str:
-    return (
-        f"{problem['file']}: {problem['reason']}; refusing because of --strict "
-        f"(without it the file is {'skipped' if problem['fatal'] else 'converted'} and reported)"
-    )
-
-
-def _make_source(source, resolution, seed, num_images, chunk_size, non_square, tfds_manual_dir,
-                 tfds_data_dir, tfds_image_key) -> _Source:
-    if source == "synthetic":
-        return _synthetic_source(resolution, seed, num_images, chunk_size)
-    if source.startswith("tfds:"):
-        return _tfds_source(source[len("tfds:"):], resolution, seed, chunk_size, non_square,
-                            tfds_manual_dir, tfds_data_dir, tfds_image_key)
-    return _folder_source(source, resolution, seed, chunk_size, non_square)
+    if num_images is not None and num_images < 1:
+        raise UserInputError(f"num_images must be >= 1. Received: num_images={num_images}")
+    if shards_per_level is not None and shards_per_level < 1:
+        raise UserInputError(f"shards_per_level must be >= 1. Received: shards_per_level={shards_per_level}")
+    if num_workers < 0:
+        raise UserInputError(f"num_workers must be >= 0. Received: num_workers={num_workers}")
 
 
 def build_pyramid(
@@ -330,16 +94,16 @@ def build_pyramid(
     output_dir: str,
     resolution: int,
     *,
-    name: Optional[str] = None,
+    name: str | None = None,
     seed: int = 123,
-    num_images: Optional[int] = None,
-    shards_per_level: Optional[int] = None,
-    num_workers: Optional[int] = None,
+    num_images: int | None = None,
+    shards_per_level: int | None = None,
+    num_workers: int | None = None,
     strict: bool = False,
     non_square: str = "crop",
     overwrite: bool = False,
-    tfds_manual_dir: Optional[str] = None,
-    tfds_data_dir: Optional[str] = None,
+    tfds_manual_dir: str | None = None,
+    tfds_data_dir: str | None = None,
     tfds_image_key: str = "image",
     progress: bool = True,
 ) -> dict:
@@ -347,17 +111,17 @@ def build_pyramid(
 
     Args:
       source: a folder path, "synthetic", or "tfds:NAME[:SPLIT]".
-      output_dir: pyramid directory to create.
-      resolution: full resolution, a power of two >= 4.
+      output_dir: pyramid directory to create (any filesystem TensorFlow reaches).
+      resolution: full resolution, a power of two in [4, 1024].
       name: dataset name for the manifest (default: the output directory's base name).
       seed: shuffle seed for folder/TFDS sources; the dataset seed for the synthetic source.
       num_images: stop after this many usable images (default: all; synthetic: 5000).
       shards_per_level: split every level into (at most) this many shards; default: shards of
-        about DEFAULT_SHARD_BYTES.
+        about writer.DEFAULT_SHARD_BYTES.
       num_workers: decoding processes (default: all cores; 0 decodes in this process).
       strict: make any skipped or converted image a fatal UserInputError.
       non_square: "crop" (centre crop) or "skip" non-square images.
-      overwrite: replace an existing pyramid at output_dir (only once the new one is complete).
+      overwrite: replace an existing pyramid at output_dir (atomically, once the new one is complete).
       tfds_manual_dir: manual dir for preparing a TFDS dataset (e.g. celeb_a_hq's data1024x1024.tar).
       tfds_data_dir: TFDS data dir (where prepared datasets live).
       tfds_image_key: the TFDS feature holding the image.
@@ -367,118 +131,146 @@ def build_pyramid(
       The manifest dict (also written to output_dir/manifest.json).
 
     Raises:
-      UserInputError: bad arguments or input (the message says which and why).
+      UserInputError: bad arguments or input, or a filesystem error (the message says which and
+        why; an existing pyramid at output_dir is then unchanged).
     """
     resolution = check_resolution(resolution)
-    if non_square not in imaging.NON_SQUARE_POLICIES:
-        raise UserInputError(f"non_square must be one of {imaging.NON_SQUARE_POLICIES}. Received: non_square={non_square!r}")
-    if num_images is not None and num_images < 1:
-        raise UserInputError(f"num_images must be >= 1. Received: num_images={num_images}")
-    if shards_per_level is not None and shards_per_level < 1:
-        raise UserInputError(f"shards_per_level must be >= 1. Received: shards_per_level={shards_per_level}")
     num_workers = os.cpu_count() if num_workers is None else num_workers
-    if num_workers < 0:
-        raise UserInputError(f"num_workers must be >= 0. Received: num_workers={num_workers}")
-    output_dir = os.path.normpath(output_dir)
-    if os.path.exists(output_dir) and not overwrite:
-        raise UserInputError(f"output directory already exists (pass --overwrite to replace it). Received: output_dir={output_dir!r}")
-    bytes_per_image = sum(record_bytes(4 << level) for level in range(imaging.num_levels(resolution)))
-    chunk_size = int(np.clip(_TASK_BYTES // bytes_per_image, 1, 256))
-    data_source = _make_source(source, resolution, seed, num_images, chunk_size, non_square,
-                               tfds_manual_dir, tfds_data_dir, tfds_image_key)
-    problems = data_source.problems
-    if strict and problems:
-        raise UserInputError(_fatal_problem_message(problems[0]))
+    _check_arguments(non_square, num_images, shards_per_level, num_workers)
+    output_dir = output_dir.rstrip("/") or output_dir
+    data_source = sources.make_source(
+        source,
+        resolution,
+        seed,
+        num_images,
+        parallel.images_per_task(resolution),
+        non_square,
+        tfds_manual_dir,
+        tfds_data_dir,
+        tfds_image_key,
+    )
+    if strict and data_source.problems:
+        raise UserInputError(_fatal_problem_message(data_source.problems[0]))
     target = data_source.num_candidates if num_images is None else min(num_images, data_source.num_candidates)
-
-    partial_dir = output_dir + ".partial"
-    shutil.rmtree(partial_dir, ignore_errors=True)
-    os.makedirs(partial_dir)
     started = time.time()
+    output = None
     try:
-        with concurrent.futures.ThreadPoolExecutor(1) as hasher:
-            writers = [
-                _LevelWriter(partial_dir, 4 << level,
-                             _records_per_shard(4 << level, target, shards_per_level), hasher)
-                for level in range(imaging.num_levels(resolution))
-            ]
-            record_names = _write_records(data_source, writers, problems, target, strict, num_workers, progress)
-            levels = [writer.finish() for writer in writers]
+        output = writer.PyramidOutput(output_dir, overwrite)
+        levels, record_names = _write_levels(
+            output, data_source, resolution, target, shards_per_level, strict, num_workers, progress
+        )
         if not record_names:
+            problems = data_source.problems
             raise UserInputError(
                 f"no usable images: all {len(problems)} candidates were skipped (first: "
                 f"{problems[0]['file']}: {problems[0]['reason']}). Received: source={source!r}"
             )
-        with open(os.path.join(partial_dir, RECORD_NAMES_FILE), "w") as handle:
-            handle.write("".join(record_name + "\n" for record_name in record_names))
-        seconds = time.time() - started
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "name": name or os.path.basename(output_dir),
-            "resolution": resolution,
-            "resolutions": [level["resolution"] for level in levels],
-            "channels": 3,
-            "num_images": len(record_names),
-            "record_encoding": "raw uint8 HWC RGB bytes per TFRecord record (no tf.train.Example)",
-            "source": data_source.description,
-            "seed": seed,
-            "levels": levels,
-            "record_names_file": RECORD_NAMES_FILE,
-            "problems": problems,
-            "build": {
-                "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "seconds": round(seconds, 3),
-                "images_per_second": round(len(record_names) / max(seconds, 1e-9), 1),
-                "num_workers": num_workers,
-                "non_square": non_square,
-            },
-        }
-        with open(os.path.join(partial_dir, MANIFEST_NAME), "w") as handle:
-            json.dump(manifest, handle, indent=1)
-        _replace_directory(partial_dir, output_dir)
+        output.write_text(output.record_names_file(), "".join(record_name + "\n" for record_name in record_names))
+        manifest = _manifest(
+            name or os.path.basename(output_dir),
+            resolution,
+            levels,
+            record_names,
+            data_source,
+            output.record_names_file(),
+            seed,
+            time.time() - started,
+            num_workers,
+            non_square,
+        )
+        output.commit(json.dumps(manifest, indent=1))
+    except writer.FILESYSTEM_ERRORS as exc:
+        if output is not None:
+            output.abandon()
+        raise UserInputError(
+            f"could not write the pyramid ({writer.describe_filesystem_error(exc)}); the partial build was removed and "
+            f"any pyramid already at the output is unchanged. Received: output_dir={output_dir!r}"
+        ) from None
     except BaseException:
-        shutil.rmtree(partial_dir, ignore_errors=True)
+        if output is not None:
+            output.abandon()
         raise
     return manifest
 
 
-def _write_records(data_source, writers, problems, target, strict, num_workers, progress) -> list:
-    """Runs the workers over the source and writes every usable image; returns record names."""
-    from tqdm import tqdm
+def _write_levels(output, data_source, resolution, target, shards_per_level, strict, num_workers, progress):
+    """Loads the source in the workers and writes every usable image; returns (levels, record names)."""
+    # One thread hashes each shard while it is written (sha256 releases the GIL).
+    with concurrent.futures.ThreadPoolExecutor(1) as hasher:
+        level_writers = [
+            writer.LevelWriter(
+                output.directory,
+                size,
+                writer.records_per_shard(size, target, shards_per_level),
+                output.build_tag,
+                hasher,
+            )
+            for size in imaging.level_resolutions(resolution)
+        ]
+        try:
+            record_names = []
+            loaded = parallel.load_pyramids(data_source.tasks, resolution, num_workers)
+            with (
+                contextlib.closing(loaded),
+                tqdm(total=target, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar,
+            ):
+                for result, records in loaded:
+                    _note_problems(result, data_source.problems, strict)
+                    if records is None:
+                        continue
+                    for level_writer, record in zip(level_writers, records):
+                        level_writer.write(record)
+                    record_names.append(result.name)
+                    bar.update(1)
+                    if len(record_names) == target:
+                        break
+            return [level_writer.finish() for level_writer in level_writers], record_names
+        finally:
+            for level_writer in level_writers:
+                level_writer.close()
 
-    record_names = []
-    chunk_results = _ordered_parallel_map(imaging.load_chunk, data_source.tasks, num_workers)
-    with contextlib.closing(chunk_results), tqdm(total=target, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
-        for results in chunk_results:
-            for result in results:
-                if result.note:
-                    problems.append({"file": result.name, "reason": result.note, "fatal": False})
-                if result.skip_reason:
-                    problems.append({"file": result.name, "reason": result.skip_reason, "fatal": True})
-                if strict and (result.note or result.skip_reason):
-                    raise UserInputError(_fatal_problem_message(problems[-1]))
-                if result.skip_reason:
-                    continue
-                for writer, level in zip(writers, result.levels):
-                    writer.write(level)
-                record_names.append(result.name)
-                bar.update(1)
-                if len(record_names) == target:
-                    return record_names
-    return record_names
+
+def _note_problems(result, problems, strict):
+    if result.note:
+        problems.append({"file": result.name, "reason": result.note, "fatal": False})
+    if result.skip_reason:
+        problems.append({"file": result.name, "reason": result.skip_reason, "fatal": True})
+    if strict and (result.note or result.skip_reason):
+        raise UserInputError(_fatal_problem_message(problems[-1]))
 
 
-def _replace_directory(new_dir, output_dir):
-    """Moves the finished build into place; an existing pyramid is replaced only at this point."""
-    if os.path.exists(output_dir):
-        retired = output_dir + ".old"
-        shutil.rmtree(retired, ignore_errors=True)
-        os.rename(output_dir, retired)
-        os.rename(new_dir, output_dir)
-        shutil.rmtree(retired)
-    else:
-        os.rename(new_dir, output_dir)
+def _manifest(
+    name, resolution, levels, record_names, data_source, record_names_file, seed, seconds, num_workers, non_square
+) -> dict:
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "resolution": resolution,
+        "resolutions": [level["resolution"] for level in levels],
+        "channels": 3,
+        "num_images": len(record_names),
+        "record_encoding": "raw uint8 HWC RGB bytes per TFRecord record (no tf.train.Example)",
+        "source": data_source.description,
+        "seed": seed,
+        "levels": levels,
+        "record_names_file": record_names_file,
+        "problems": data_source.problems,
+        "build": {
+            "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 3),
+            "images_per_second": round(len(record_names) / max(seconds, 1e-9), 1),
+            "num_workers": num_workers,
+            "non_square": non_square,
+        },
+    }
+
+
+def _fatal_problem_message(problem) -> str:
+    return (
+        f"{problem['file']}: {problem['reason']}; refusing because of --strict "
+        f"(without it the file is {'skipped' if problem['fatal'] else 'converted'} and reported)"
+    )
 
 
 def summarize_problems(problems: list, max_files: int = 5) -> list:
@@ -488,71 +280,11 @@ def summarize_problems(problems: list, max_files: int = 5) -> list:
         groups[(problem["fatal"], problem["reason"].split(" (")[0])].append(problem["file"])
     lines = []
     for (skipped, reason), files in sorted(groups.items()):
-        shown = ", ".join(files[:max_files]) + (f", ... ({len(files) - max_files} more)" if len(files) > max_files else "")
+        shown = ", ".join(files[:max_files]) + (
+            f", ... ({len(files) - max_files} more)" if len(files) > max_files else ""
+        )
         lines.append(f"{'skipped' if skipped else 'converted'} {len(files)}: {reason}: {shown}")
     return lines
-
-
-# ----------------------------------------------------------------------------------------------
-# Verification.
-
-
-def _first_bad_record(path, expected_record_bytes) -> Optional[str]:
-    """Reads a shard record by record; describes the first bad record (None if all are fine)."""
-    import tensorflow as tf
-
-    index = 0
-    try:
-        for record in tf.data.TFRecordDataset(path):
-            if len(record.numpy()) != expected_record_bytes:
-                return f"record {index} has {len(record.numpy())} bytes, expected {expected_record_bytes}"
-            index += 1
-    except tf.errors.OpError as exc:
-        return f"record {index} unreadable ({type(exc).__name__}: {exc.message.splitlines()[0]})"
-    return None
-
-
-def verify_pyramid(output_dir: str) -> dict:
-    """Re-reads a pyramid and checks counts, sizes and checksums against its manifest.
-
-    Args:
-      output_dir: the pyramid directory.
-
-    Returns:
-      {"ok": bool, "problems": [one line per problem, naming the file], "files_checked": int}.
-
-    Raises:
-      UserInputError: the directory or its manifest is missing or invalid.
-    """
-    from progan_tf import data
-
-    manifest = data.load_manifest(output_dir)
-    problems, files_checked, listed = [], 0, {MANIFEST_NAME, manifest["record_names_file"]}
-    for level in manifest["levels"]:
-        if level["num_records"] != manifest["num_images"]:
-            problems.append(
-                f"level {level['resolution']}: manifest lists {level['num_records']} records, expected {manifest['num_images']}"
-            )
-        for shard in level["shards"]:
-            listed.add(shard["file"])
-            path = os.path.join(output_dir, shard["file"])
-            files_checked += 1
-            if not os.path.exists(path):
-                problems.append(f"{shard['file']}: missing")
-                continue
-            size = os.path.getsize(path)
-            if size != shard["bytes"]:
-                problems.append(f"{shard['file']}: {size} bytes, expected {shard['bytes']} ({shard['num_records']} records): truncated or corrupt")
-            elif _sha256_of_file(path) != shard["sha256"]:
-                where = _first_bad_record(path, level["record_bytes"]) or "records parse, but contents differ"
-                problems.append(f"{shard['file']}: checksum mismatch ({where})")
-    names_path = os.path.join(output_dir, manifest["record_names_file"])
-    if not os.path.exists(names_path):
-        problems.append(f"{manifest['record_names_file']}: missing")
-    for file_name in sorted(os.listdir(output_dir)):
-        if file_name.endswith(".tfrecord") and file_name not in listed:
-            problems.append(f"{file_name}: not listed in the manifest")
-    return {"ok": not problems, "problems": problems, "files_checked": files_checked}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -586,26 +318,44 @@ def _run(argv) -> int:
     if FLAGS.output_dir is None:
         raise UserInputError("--output_dir is required. Received: output_dir=None")
     if FLAGS.verify:
-        report = verify_pyramid(FLAGS.output_dir)
+        report = pyramid_check.verify_pyramid(FLAGS.output_dir, progress=True)
         for problem in report["problems"]:
             print(f"problem: {problem}")
-        print(f"{'OK' if report['ok'] else 'FAILED'}: {FLAGS.output_dir} ({report['files_checked']} shard files checked, "
-              f"{len(report['problems'])} problems)")
+        for leftover in report["leftovers"]:
+            print(f"note: {leftover} is not in the manifest (left by an interrupted build; the next build removes it)")
+        print(
+            f"{'OK' if report['ok'] else 'FAILED'}: {FLAGS.output_dir} ({report['files_checked']} shard files checked, "
+            f"{len(report['problems'])} problems)"
+        )
         return 0 if report["ok"] else 1
     if FLAGS.source is None or FLAGS.resolution is None:
-        raise UserInputError(f"--source and --resolution are required to build. Received: source={FLAGS.source!r}, resolution={FLAGS.resolution!r}")
+        raise UserInputError(
+            "--source and --resolution are required to build. "
+            f"Received: source={FLAGS.source!r}, resolution={FLAGS.resolution!r}"
+        )
     manifest = build_pyramid(
-        FLAGS.source, FLAGS.output_dir, FLAGS.resolution, name=FLAGS.name, seed=FLAGS.seed,
-        num_images=FLAGS.num_images, shards_per_level=FLAGS.shards_per_level, num_workers=FLAGS.num_workers,
-        strict=FLAGS.strict, non_square=FLAGS.non_square, overwrite=FLAGS.overwrite,
-        tfds_manual_dir=FLAGS.tfds_manual_dir, tfds_data_dir=FLAGS.tfds_data_dir,
+        FLAGS.source,
+        FLAGS.output_dir,
+        FLAGS.resolution,
+        name=FLAGS.name,
+        seed=FLAGS.seed,
+        num_images=FLAGS.num_images,
+        shards_per_level=FLAGS.shards_per_level,
+        num_workers=FLAGS.num_workers,
+        strict=FLAGS.strict,
+        non_square=FLAGS.non_square,
+        overwrite=FLAGS.overwrite,
+        tfds_manual_dir=FLAGS.tfds_manual_dir,
+        tfds_data_dir=FLAGS.tfds_data_dir,
         tfds_image_key=FLAGS.tfds_image_key,
     )
     for line in summarize_problems(manifest["problems"]):
         print(line)
     build = manifest["build"]
-    print(f"wrote {FLAGS.output_dir}: {manifest['num_images']} images, levels {manifest['resolutions']}, "
-          f"{build['seconds']:.1f} s ({build['images_per_second']:.0f} img/s)")
+    print(
+        f"wrote {FLAGS.output_dir}: {manifest['num_images']} images, levels {manifest['resolutions']}, "
+        f"{build['seconds']:.1f} s ({build['images_per_second']:.0f} img/s)"
+    )
     return 0
 
 

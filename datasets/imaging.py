@@ -4,18 +4,21 @@ This module is what the builder's worker processes import, so it must stay free 
 workers are started with the `forkserver` method and preload only this module, which keeps
 them small and safe to start after TensorFlow has spun up threads in the parent.
 
-Pyramid math (the reference's): the full-resolution image is converted to float32; each lower
-level is the 2x2 box average of the previous level's float32 values (not of its rounded
-copy), and every level is stored as `rint(clip(level, 0, 255))` in uint8.
+Pyramid math (the reference's): each lower level is the 2x2 box average of the previous level's
+float32 values (not of its rounded copy), and every level is stored as `rint(clip(level, 0, 255))`
+in uint8; `pyramid_levels` computes exactly that in integers.
 """
 
 import dataclasses
 import io
-from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from datasets import synthetic
+
+# Files taken as images (by lower-case suffix), by the builder and by evaluation's folder source.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Which non-square policy values the builder accepts.
 NON_SQUARE_POLICIES = ("crop", "skip")
 
@@ -38,23 +41,17 @@ _MODE_DESCRIPTIONS = {
 
 @dataclasses.dataclass(frozen=True)
 class LoadResult:
-    """Outcome of loading one source image.
+    """Outcome of loading one source image (its pixels go to the caller's buffer, see load_chunk).
 
     Attributes:
       name: the item's name for reports (a path relative to the source folder, or a TFDS id).
-      levels: raw uint8 HWC bytes per level, lowest resolution (4x4) first; None when skipped.
       skip_reason: why the item was skipped (None when it was used).
       note: a non-fatal remark, e.g. a colour-mode conversion (None when nothing to report).
     """
 
     name: str
-    levels: Optional[list]
-    skip_reason: Optional[str] = None
-    note: Optional[str] = None
-
-
-def is_power_of_two(value: int) -> bool:
-    return value >= 1 and (value & (value - 1)) == 0
+    skip_reason: str | None = None
+    note: str | None = None
 
 
 def num_levels(resolution: int) -> int:
@@ -62,23 +59,60 @@ def num_levels(resolution: int) -> int:
     return resolution.bit_length() - 2
 
 
+def level_resolutions(resolution: int) -> list:
+    """The pyramid's resolutions, lowest (4) first."""
+    return [4 << level for level in range(num_levels(resolution))]
+
+
+def level_spans(resolution: int, channels: int = 3) -> list:
+    """(offset, size) in bytes of each level in one image's packed pyramid, lowest level first."""
+    spans, offset = [], 0
+    for size in level_resolutions(resolution):
+        spans.append((offset, size * size * channels))
+        offset += size * size * channels
+    return spans
+
+
+def _rounded_mean(sums: np.ndarray, halvings: int) -> np.ndarray:
+    """rint(sums / 4**halvings) with round-half-to-even, in integers, as uint8."""
+    shift = 2 * halvings
+    # Adding half - 1, plus 1 when the quotient is odd, makes the floor division round a tie
+    # (remainder == half) up exactly when that lands on an even quotient.
+    rounded = sums >> shift
+    rounded &= 1
+    rounded += sums
+    rounded += (1 << (shift - 1)) - 1
+    rounded >>= shift
+    return rounded.astype(np.uint8)
+
+
 def pyramid_levels(image: np.ndarray) -> list:
     """Builds the resolution pyramid of one square image.
 
+    The reference's math is float32: each level is the 2x2 mean of the previous level's float32
+    (unrounded) values, stored as rint (round half to even). Level k below the image is then
+    exactly S / 4**k, S the integer sum of the 4**k pixels it covers: every partial sum is an
+    integer multiple of 4**-(k-1) below 2**24 units (S <= 255 * 4**8 < 2**24 for 1024 -> 4), so no
+    float32 operation rounds. We therefore sum integers (uint16 while S fits, then uint32) on
+    channel planes (long contiguous loops) and round S / 4**k half to even: bit-identical to the
+    float32 reference, about 5x faster.
+
     Args:
-      image: uint8 array [R, R, C], R a power of two >= 4.
+      image: uint8 array [R, R, C], R a power of two in [4, 1024].
 
     Returns:
-      A list of uint8 arrays [r, r, C] for r = 4, 8, ..., R (lowest first).
+      A list of uint8 arrays [r, r, C] for r = 4, 8, ..., R (lowest first; `image` is the last).
     """
-    current = image.astype(np.float32)
-    levels = [image]
-    while current.shape[0] > 4:
-        current = (
-            current[0::2, 0::2] + current[0::2, 1::2] + current[1::2, 0::2] + current[1::2, 1::2]
-        ) * np.float32(0.25)
-        # Averages of values in [0, 255] stay in range, so rint alone is the reference's rint/clip.
-        levels.append(np.rint(current).astype(np.uint8))
+    if image.shape[0] > 1024:
+        raise ValueError(f"pyramid_levels handles up to 1024 px (exact integer sums). Received: shape={image.shape}")
+    sums = np.ascontiguousarray(image.transpose(2, 0, 1))
+    levels, halvings = [image], 0
+    while sums.shape[1] > 4:
+        halvings += 1
+        dtype = np.uint16 if 255 << (2 * halvings) < (1 << 16) - (1 << (2 * halvings - 1)) else np.uint32
+        rows = np.add(sums[:, 0::2], sums[:, 1::2], dtype=dtype)
+        sums = np.add(rows[:, :, 0::2], rows[:, :, 1::2])
+        levels.append(_rounded_mean(sums, halvings).transpose(1, 2, 0))
     return levels[::-1]
 
 
@@ -117,58 +151,61 @@ def _square_and_resize(img: Image.Image, resolution: int, non_square: str) -> tu
     return np.asarray(img, dtype=np.uint8), None
 
 
-def load_image(name: str, data, resolution: int, non_square: str = "crop") -> LoadResult:
-    """Decodes, squares and resizes one image and builds its pyramid.
+def load_image(data, resolution: int, non_square: str = "crop") -> tuple:
+    """Decodes, squares and resizes one image.
 
     Args:
-      name: name used in reports.
       data: a file path, or the encoded image bytes.
       resolution: target resolution (power of two >= 4).
       non_square: "crop" (centre crop) or "skip" for images that are not square.
 
     Returns:
-      A LoadResult; corrupt, unreadable or too small images are skipped with a reason.
+      (uint8 array [R, R, 3] or None, skip reason or None, note or None): corrupt, unreadable or
+      too small images give no array and a reason.
     """
     try:
         source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
         with Image.open(source) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)
             img, note = _to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         # PIL raises OSError for truncated files, SyntaxError for some malformed headers.
-        return LoadResult(name, None, skip_reason=f"corrupt or unreadable ({exc})")
+        return None, f"corrupt or unreadable ({exc})", None
     except Image.DecompressionBombError as exc:
-        return LoadResult(name, None, skip_reason=f"refused by PIL as too large ({exc})")
+        return None, f"refused by PIL as too large ({exc})", None
     array, skip_reason = _square_and_resize(img, resolution, non_square)
-    if skip_reason:
-        return LoadResult(name, None, skip_reason=skip_reason, note=note)
-    return LoadResult(name, [level.tobytes() for level in pyramid_levels(array)], note=note)
+    return array, skip_reason, note
 
 
-def load_chunk(task: tuple) -> list:
-    """Worker entry point: loads a chunk of items.
+def load_chunk(task: tuple, out: np.ndarray) -> list:
+    """Worker entry point: loads a chunk of items and writes their pyramids into `out`.
 
     Args:
       task: (kind, items, resolution, options). kind "file" or "bytes": items are (name, path
         or bytes) pairs, options the non-square policy; kind "synthetic": items are indices,
         options the seed.
+      out: uint8 array [>= len(items), bytes per image]: row j receives item j's levels, packed
+        lowest first (see `level_spans`); rows of skipped items are left as they were.
 
     Returns:
       A list of LoadResult, in item order.
     """
     kind, items, resolution, options = task
-    if kind == "synthetic":
-        from datasets import synthetic
+    spans = level_spans(resolution)
+    results = []
+    for row, item in zip(out, items):
+        name, array, skip_reason, note = _load_item(kind, item, resolution, options)
+        if array is not None:
+            for (offset, size), level in zip(spans, pyramid_levels(array)):
+                np.copyto(row[offset : offset + size].reshape(level.shape), level)
+        results.append(LoadResult(name, skip_reason, note))
+    return results
 
-        return [
-            LoadResult(
-                f"synthetic[{index}]",
-                [
-                    level.tobytes()
-                    for level in pyramid_levels(synthetic.synthetic_image(index, resolution, options))
-                ],
-            )
-            for index in items
-        ]
-    return [load_image(name, data, resolution, options) for name, data in items]
+
+def _load_item(kind, item, resolution, options) -> tuple:
+    """(name, uint8 array or None, skip reason or None, note or None) of one task item."""
+    if kind == "synthetic":
+        return f"synthetic[{item}]", synthetic.synthetic_image(item, resolution, options), None, None
+    name, data = item
+    return (name, *load_image(data, resolution, options))

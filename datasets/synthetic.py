@@ -20,9 +20,7 @@ _HAIR_COLOURS = np.array(
     [[20, 16, 14], [60, 40, 25], [110, 70, 40], [200, 160, 90], [160, 60, 30], [140, 140, 150]],
     dtype=np.float32,
 )
-_IRIS_COLOURS = np.array(
-    [[60, 40, 25], [50, 100, 160], [60, 120, 70], [110, 90, 60]], dtype=np.float32
-)
+_IRIS_COLOURS = np.array([[60, 40, 25], [50, 100, 160], [60, 120, 70], [110, 90, 60]], dtype=np.float32)
 _EYE_WHITE = np.float32(245.0)
 _LIP_COLOUR = np.array([170, 50, 60], dtype=np.float32)
 _NUM_PARAMETERS = 24
@@ -128,7 +126,11 @@ def synthetic_image(index: int, resolution: int, seed: int = 0) -> np.ndarray:
     mouth_y, mouth_w = 0.3 + 0.08 * (p[22] - 0.5), 0.12 + 0.1 * p[23]
     smile = 0.02 + 0.08 * p[21]
     canvas.ellipse(
-        0.0, mouth_y, mouth_w, smile + 0.02, _LIP_COLOUR,
+        0.0,
+        mouth_y,
+        mouth_w,
+        smile + 0.02,
+        _LIP_COLOUR,
         cut=(0.0, mouth_y - smile, mouth_w * 1.1, smile + 0.02),
     )
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)

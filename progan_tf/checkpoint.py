@@ -5,8 +5,14 @@ a temporary name, flushed to disk and renamed, so a crash never leaves a half-wr
 under a real name. All randomness of the training loop is a stateless function of
 (seed, images shown) and the data order a function of (seed, phase, batches consumed), so the
 images count and the phase's starting count are the whole random state.
+
+A checkpoint holding a non-finite value is never written (`NonFiniteError`), so it can never
+rotate a finite one out; on resume, a newest checkpoint that is corrupt or not finite is moved
+aside (`<name>.corrupt`) and the newest usable one is used instead; a resume from an older
+checkpoint of the same run moves the newer ones aside (`<name>.superseded`).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,7 +22,7 @@ import zipfile
 
 import numpy as np
 
-from progan_tf.errors import UserInputError
+from progan_tf.errors import FilesystemError, UserInputError
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d{12})\.npz$")
@@ -38,8 +44,30 @@ class Checkpoint:
         return [self.arrays[k] for k in keys]
 
 
+class NonFiniteError(ValueError):
+    """The model holds non-finite values; `names` lists the arrays (`generator/0003`, ...)."""
+
+    def __init__(self, names):
+        super().__init__(f"non-finite values in {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}")
+        self.names = names
+
+
+def non_finite_arrays(arrays):
+    """Names of the floating-point arrays in `{name: array}` that hold a NaN or an infinity."""
+    return sorted(
+        name
+        for name, value in arrays.items()
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value))
+    )
+
+
 def checkpoint_path(directory, images_shown):
     return pathlib.Path(directory) / f"ckpt-{int(images_shown):012d}.npz"
+
+
+def checkpoint_images(path):
+    """The images count in a checkpoint's file name."""
+    return int(_NAME.match(pathlib.Path(path).name).group(1))
 
 
 def list_checkpoints(directory):
@@ -61,9 +89,13 @@ def save_checkpoint(directory, model, meta, keep=5):
 
     Returns:
         The checkpoint's path.
+
+    Raises:
+        NonFiniteError: a value is NaN or infinite (nothing is written).
+        FilesystemError: the write failed (disk full, read-only, permissions); the temporary
+            file is removed and the earlier checkpoints are untouched.
     """
     directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for name, network in model.networks.items():
         for index, value in enumerate(network.get_weight_values()):
@@ -71,24 +103,36 @@ def save_checkpoint(directory, model, meta, keep=5):
     for name, optimizer in (("g_optimizer", model.g_optimizer), ("d_optimizer", model.d_optimizer)):
         for index, variable in enumerate(optimizer.variables):
             arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
+    bad = non_finite_arrays(arrays)
+    if bad:
+        raise NonFiniteError(bad)
     arrays["meta"] = np.array(json.dumps({**meta, "format_version": FORMAT_VERSION}))
-    for stale in directory.glob("ckpt-*.npz.tmp"):  # left by a run killed while writing
-        stale.unlink()
     path = checkpoint_path(directory, meta["images_shown"])
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory_fd = os.open(directory, os.O_RDONLY)  # make the rename itself durable
     try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("ckpt-*.npz.tmp"):  # left by a run killed while writing
+            stale.unlink()
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        directory_fd = os.open(directory, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+    except OSError as error:
+        with contextlib.suppress(OSError):  # the write failed; the cleanup may too
+            temporary.unlink()
+        raise FilesystemError(f"could not write checkpoint {path}: {error.strerror or error}") from None
     if keep:
         for old in list_checkpoints(directory)[:-keep]:
-            old.unlink()
+            try:
+                old.unlink()
+            except OSError as error:
+                raise FilesystemError(f"could not remove old checkpoint {old}: {error.strerror or error}") from None
     return path
 
 
@@ -112,6 +156,52 @@ def load_checkpoint(path):
             f"Received: checkpoint={path}"
         )
     return Checkpoint(path=path, meta=meta, arrays=arrays)
+
+
+def check_finite(checkpoint):
+    """Raises a UserInputError naming the checkpoint if any of its arrays is not finite."""
+    bad = non_finite_arrays(checkpoint.arrays)
+    if bad:
+        raise UserInputError(
+            f"Checkpoint {checkpoint.path} holds non-finite values "
+            f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
+            f"expected finite weights (a run that diverged before progan-tf refused to save such states). "
+            f"Received: checkpoint={checkpoint.path}"
+        )
+
+
+def newest_usable_checkpoint(paths):
+    """The newest of `paths` (oldest first) that loads and is finite.
+
+    Returns:
+        (checkpoint or None, [(path, reason)] of the newer ones that are corrupt or not finite).
+    """
+    unusable = []
+    for path in reversed(paths):
+        try:
+            checkpoint = load_checkpoint(path)
+            check_finite(checkpoint)
+            return checkpoint, unusable
+        except UserInputError as error:
+            unusable.append((path, str(error).split(". Received:")[0]))
+    return None, unusable
+
+
+def set_aside(path, suffix=".corrupt"):
+    """Renames a checkpoint to `<name><suffix>` (never deleted; no longer listed); a name taken
+    by an earlier one gets a number."""
+    path = pathlib.Path(path)
+    target, number = path.with_name(path.name + suffix), 1
+    while target.exists():
+        target, number = path.with_name(f"{path.name}{suffix}.{number}"), number + 1
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:  # another worker sharing the directory moved it first
+        pass
+    except OSError as error:
+        reason = error.strerror or error
+        raise FilesystemError(f"could not move the checkpoint {path} aside: {reason}") from None
+    return target
 
 
 def restore_networks(model, checkpoint):

@@ -25,96 +25,19 @@ During a fade-in the trainer needs each real image at the previous resolution as
 computed in-graph in the train step (2x2 average pool, then nearest upsampling), not here.
 """
 
-import json
 import math
-import os
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from progan_tf.errors import UserInputError
-from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME
+from progan_tf.pyramid_check import find_level, level_paths, load_manifest
+
 # Default shuffle window: as many records as fit in this many bytes (capped at the level size).
 DEFAULT_SHUFFLE_BYTES = 256 << 20
-_REQUIRED_KEYS = ("name", "resolutions", "channels", "num_images", "levels", "record_names_file")
 # Separate random streams derived from the user's seed.
 _SHARD_ORDER_STREAM, _WINDOW_ORDER_STREAM, _MIRROR_STREAM = 1, 2, 3
-
-
-def load_manifest(pyramid_dir: str) -> dict:
-    """Reads and checks a pyramid's manifest.
-
-    Args:
-      pyramid_dir: a directory written by `python -m datasets.build`.
-
-    Returns:
-      The manifest dict: "name", "resolutions" (ints, ascending), "num_images", "channels",
-      "levels" (per level: "resolution", "record_bytes", "num_records", "shards" with "file",
-      "num_records", "bytes", "sha256"), "source", "seed", "build", ...
-
-    Raises:
-      UserInputError: the directory or manifest is missing, unreadable or not a pyramid manifest.
-    """
-    if not os.path.isdir(pyramid_dir):
-        raise UserInputError(f"dataset pyramid directory does not exist. Received: pyramid_dir={pyramid_dir!r}")
-    path = os.path.join(pyramid_dir, MANIFEST_NAME)
-    if not os.path.exists(path):
-        hint = " (a .partial build is still there: the build did not finish)" if os.path.exists(
-            os.path.normpath(pyramid_dir) + ".partial") else ""
-        raise UserInputError(
-            f"no {MANIFEST_NAME} in the dataset directory: not a pyramid built by `python -m datasets.build`, "
-            f"or an incomplete build{hint}. Received: pyramid_dir={pyramid_dir!r}"
-        )
-    try:
-        with open(path) as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"unreadable pyramid manifest ({exc}). Received: {path!r}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise UserInputError(f"not a progan-tf pyramid manifest (format is not {FORMAT_NAME!r}). Received: {path!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise UserInputError(
-            f"unsupported pyramid format version (this code reads version {FORMAT_VERSION}; rebuild the "
-            f"pyramid). Received: format_version={manifest.get('format_version')!r}"
-        )
-    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
-    if missing:
-        raise UserInputError(f"pyramid manifest lacks keys {missing}. Received: {path!r}")
-    return manifest
-
-
-def _level(manifest: dict, pyramid_dir: str, resolution: int) -> dict:
-    for level in manifest["levels"]:
-        if level["resolution"] == resolution:
-            return level
-    raise UserInputError(
-        f"dataset pyramid {pyramid_dir!r} has no {resolution}x{resolution} level; it has "
-        f"{manifest['resolutions']}. Received: resolution={resolution!r}"
-    )
-
-
-def _level_files(pyramid_dir: str, level: dict) -> list:
-    """Paths of a level's shards, after checking they exist with the manifest's sizes."""
-    paths = []
-    for shard in level["shards"]:
-        path = os.path.join(pyramid_dir, shard["file"])
-        if not os.path.exists(path):
-            raise UserInputError(f"dataset shard listed in the manifest is missing. Received: {path!r}")
-        size = os.path.getsize(path)
-        if size != shard["bytes"]:
-            raise UserInputError(
-                f"dataset shard does not match the manifest (truncated or corrupt): {size} bytes, expected "
-                f"{shard['bytes']} for {shard['num_records']} records; check it with `python -m datasets.build "
-                f"--verify --output_dir={pyramid_dir}`. Received: {path!r}"
-            )
-        paths.append(path)
-    if sum(shard["num_records"] for shard in level["shards"]) != level["num_records"]:
-        raise UserInputError(
-            f"dataset manifest is inconsistent: the {level['resolution']}x{level['resolution']} shards' record "
-            f"counts do not add up to {level['num_records']}. Received: pyramid_dir={pyramid_dir!r}"
-        )
-    return paths
 
 
 def _stateless_permutation(size, key):
@@ -153,7 +76,7 @@ def make_dataset(
     *,
     mirror_augment: bool = True,
     seed: int = 0,
-    shuffle_buffer: Optional[int] = None,
+    shuffle_buffer: int | None = None,
     skip_batches: int = 0,
     num_input_pipelines: int = 1,
     input_pipeline_id: int = 0,
@@ -200,8 +123,8 @@ def make_dataset(
     if shuffle_buffer is not None and shuffle_buffer < 1:
         raise UserInputError(f"shuffle_buffer must be >= 1. Received: shuffle_buffer={shuffle_buffer}")
     manifest = load_manifest(pyramid_dir)
-    level = _level(manifest, pyramid_dir, resolution)
-    paths = _level_files(pyramid_dir, level)
+    level = find_level(manifest, pyramid_dir, resolution)
+    paths = level_paths(pyramid_dir, level)
     channels = manifest["channels"]
     num_records = level["num_records"]
     window = shuffle_buffer or max(1, DEFAULT_SHUFFLE_BYTES // level["record_bytes"])
@@ -222,8 +145,7 @@ def make_dataset(
     def read_window(window_id):
         """All records of one window (in the epoch's shard order), as one [n] string tensor."""
         epoch, index = window_id // windows_per_epoch, window_id % windows_per_epoch
-        order = _stateless_permutation(
-            len(paths), tf.random.experimental.stateless_fold_in(shard_order_key, epoch))
+        order = _stateless_permutation(len(paths), tf.random.experimental.stateless_fold_in(shard_order_key, epoch))
         counts = tf.gather(shard_counts, order)
         shard_end = tf.cumsum(counts)
         shard_start = shard_end - counts
@@ -232,11 +154,13 @@ def make_dataset(
         first = tf.maximum(shard_start, window_start)
         take = tf.maximum(tf.minimum(shard_end, window_end) - first, 0)
         used = take > 0
-        pieces = tf.data.Dataset.from_tensor_slices((
-            tf.boolean_mask(tf.gather(shard_paths, order), used),
-            tf.boolean_mask(first - shard_start, used),
-            tf.boolean_mask(take, used),
-        ))
+        pieces = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.boolean_mask(tf.gather(shard_paths, order), used),
+                tf.boolean_mask(first - shard_start, used),
+                tf.boolean_mask(take, used),
+            )
+        )
         records = pieces.interleave(
             lambda path, skip, count: tf.data.TFRecordDataset(path, buffer_size=1 << 20).skip(skip).take(count),
             cycle_length=reads_in_parallel,
@@ -248,9 +172,12 @@ def make_dataset(
     def shuffle_window(window_id, records):
         size = tf.shape(records, out_type=tf.int64)[0]
         permutation = _stateless_permutation(
-            size, tf.random.experimental.stateless_fold_in(window_order_key, window_id))
-        flips = tf.random.stateless_uniform(
-            [size], seed=tf.random.experimental.stateless_fold_in(mirror_key, window_id)) < 0.5
+            size, tf.random.experimental.stateless_fold_in(window_order_key, window_id)
+        )
+        flips = (
+            tf.random.stateless_uniform([size], seed=tf.random.experimental.stateless_fold_in(mirror_key, window_id))
+            < 0.5
+        )
         return tf.data.Dataset.from_tensor_slices((tf.gather(records, permutation), flips))
 
     elements = (
@@ -282,7 +209,7 @@ def make_dataset(
 
 
 def iterate_images(
-    pyramid_dir: str, resolution: int, batch_size: int, limit: Optional[int] = None
+    pyramid_dir: str, resolution: int, batch_size: int, limit: int | None = None
 ) -> Iterator[np.ndarray]:
     """Yields a level's images in record order, without augmentation.
 
@@ -298,11 +225,12 @@ def iterate_images(
     if batch_size < 1:
         raise UserInputError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     manifest = load_manifest(pyramid_dir)
-    paths = _level_files(pyramid_dir, _level(manifest, pyramid_dir, resolution))
+    paths = level_paths(pyramid_dir, find_level(manifest, pyramid_dir, resolution))
     records = tf.data.TFRecordDataset(paths, buffer_size=1 << 20)
     if limit is not None:
         records = records.take(limit)
     channels = manifest["channels"]
     batches = records.batch(batch_size).map(
-        lambda batch: _decode_batch(batch, resolution, channels), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda batch: _decode_batch(batch, resolution, channels), num_parallel_calls=tf.data.AUTOTUNE
+    )
     yield from batches.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()

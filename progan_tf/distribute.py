@@ -27,6 +27,23 @@ def make_strategy():
     return tf.distribute.get_strategy()
 
 
+def describe(strategy):
+    """One line naming the visible devices and how `strategy` uses them, for the start of a run."""
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = f"{len(gpus)} GPU(s)" if gpus else "CPU only (no GPU visible)"
+    replicas = strategy.num_replicas_in_sync
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        cluster = cluster_spec_from_env()["cluster"]
+        workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+        how = f"MultiWorkerMirroredStrategy, {workers} worker(s), {replicas} replica(s) in sync"
+    elif isinstance(strategy, tf.distribute.MirroredStrategy):
+        how = f"MirroredStrategy over {', '.join(strategy.extended.worker_devices)}"
+    else:
+        device = gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name
+        how = f"default (one device: {device})"
+    return f"devices: {devices}; strategy: {how}"
+
+
 def is_chief():
     """True on the worker that writes logs, samples, checkpoints and exports."""
     tf_config = cluster_spec_from_env()

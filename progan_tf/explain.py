@@ -31,11 +31,15 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from progan_tf import generators
 from progan_tf import images as images_lib
 from progan_tf.data import uint8_to_float
 from progan_tf.errors import UserInputError
+from progan_tf.latents import seeded_latents
+from progan_tf.metrics import sources
 
 METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam++")
+DEFAULT_METHODS = ("saliency", "gradcam")
 SMOOTH_SAMPLES = 20
 SMOOTH_NOISE = 0.2
 OVERLAY_STRENGTH = 0.6
@@ -161,6 +165,8 @@ class CriticExplainer:
 
     def _tool(self, method):
         if method not in self._tools:
+            # Imported on first use: an import failure (another tf-keras-vis, a broken install) is
+            # caught by `maps`, which then falls back to a plain GradientTape saliency.
             from tf_keras_vis.gradcam import Gradcam
             from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
             from tf_keras_vis.saliency import Saliency
@@ -214,7 +220,7 @@ class CriticExplainer:
         return np.maximum(np.nan_to_num(result), 0.0).astype(np.float32)
 
 
-def explain_images(critic, images, sign, methods=("saliency", "gradcam"), batch_size=4, seed=0, explainer=None):
+def explain_images(critic, images, sign, methods=DEFAULT_METHODS, batch_size=4, seed=0, explainer=None):
     """{method: (N, H, W) map} and the critic scores D(x) of float images in [-1, 1]."""
     explainer = explainer or CriticExplainer(critic, batch_size)
     maps = {method: explainer.maps(method, images, sign, seed) for method in methods}
@@ -237,45 +243,50 @@ def critic_batch_size(group_size, num_images, limit=64):
     return group_size * max(1, min(limit // group_size, -(-num_images // group_size)))
 
 
-def run_from_flags(FLAGS):
-    """`main.py --mode=explain`: needs --run_dir [--checkpoint]; writes explain-{real,fake}.png and explain.npz."""
-    if not FLAGS.run_dir:
-        raise UserInputError(
-            "--mode=explain needs the run whose critic to explain: --run_dir=DIR [--checkpoint=FILE]. "
-            "Received: run_dir=None"
-        )
-    methods = list(dict.fromkeys(FLAGS.explain_methods))
-    from progan_tf import generate
-    from progan_tf.metrics import sources
+def explain_run(run_dir, checkpoint=None, output_dir=None, real_dir=None, num_images=16,
+                methods=DEFAULT_METHODS, seed=0):
+    """Maps of a run's critic for real and generated images; writes explain-{real,fake}.png and explain.npz.
 
-    generator, model, config, saved = generate.load_run_generator(FLAGS.run_dir, FLAGS.checkpoint)
+    Args:
+        run_dir: the training run whose critic to explain.
+        checkpoint: checkpoint file (default: the run's newest).
+        output_dir: where to write (default: `<run_dir>/explain-kimgNNNNNN.NNN`).
+        real_dir: real images, a pyramid or a folder (default: the run's dataset).
+        num_images: images per side.
+        methods: maps to draw, any of `METHODS` (duplicates are dropped).
+        seed: seeds the latents of the fake side (`progan_tf.latents.seeded_latents`) and SmoothGrad.
+
+    Returns:
+        The output folder (`pathlib.Path`).
+    """
+    methods = list(dict.fromkeys(methods))
+    generator, model, config, saved = generators.load_run_generator(run_dir, checkpoint)
     critic = model.d_model
     resolution = int(critic.input_shape[1])
-    real_dir = FLAGS.real_dir or config.data_dir
+    real_dir = real_dir or config.data_dir
     if not real_dir or not pathlib.Path(real_dir).is_dir():
         raise UserInputError(
             f"real images for explain not found: the run's dataset pyramid (or --real_dir). "
             f"Received: real_dir={real_dir}"
         )
-    count = FLAGS.num_images
-    reals_uint8 = np.concatenate(list(sources.image_dir_batches(real_dir, resolution, limit=count)))[:count]
+    reals_uint8 = np.concatenate(list(sources.image_dir_batches(real_dir, resolution, limit=num_images)))[:num_images]
     if reals_uint8.shape[-1] != critic.input_shape[-1]:
         raise UserInputError(f"the real images have {reals_uint8.shape[-1]} channels, the critic takes "
                              f"{critic.input_shape[-1]}. Received: real_dir={real_dir}")
-    latents = generate.seeded_latents(FLAGS.generate_seed, count, generator.latent_size)
+    latents = seeded_latents(seed, num_images, generator.latent_size)
     fakes = np.asarray(model.gs_model(latents, training=False))
     sides = {
         "real": (uint8_to_float(reals_uint8).numpy(), reals_uint8, 1.0),
         "fake": (fakes, images_lib.to_uint8(fakes), -1.0),
     }
-    batch_size = critic_batch_size(config.network.mbstd_group_size, count)
+    batch_size = critic_batch_size(config.network.mbstd_group_size, num_images)
     explainer = CriticExplainer(critic, batch_size)
     kimg = saved.images_shown / 1000
-    output_dir = pathlib.Path(FLAGS.output_dir or pathlib.Path(FLAGS.run_dir) / f"explain-kimg{kimg:010.3f}")
+    output_dir = pathlib.Path(output_dir or pathlib.Path(run_dir) / f"explain-kimg{kimg:010.3f}")
     output_dir.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for side, (floats, uint8_images, sign) in sides.items():
-        maps, scores = explain_images(critic, floats, sign, methods, batch_size, FLAGS.generate_seed, explainer)
+        maps, scores = explain_images(critic, floats, sign, methods, batch_size, seed, explainer)
         path = images_lib.save_png(output_dir / f"explain-{side}.png", overlay_grid(uint8_images, maps))
         arrays[f"{side}_images"] = uint8_images
         arrays[f"{side}_scores"] = scores

@@ -4,23 +4,21 @@ The SavedModel needs only TensorFlow to load: our custom layers are traced into 
 two endpoints (also its signatures):
 - `serve(latents)`: float32 (N, latent_size) -> uint8 (N, R, R, C) images.
 - `generate_from_seed(seed, num_images)`: int64 scalar, int32 scalar -> uint8 images from
-  standard-normal latents drawn statelessly from `seed` (the same seed gives the same images).
+  standard-normal latents `progan_tf.latents.seeded_latents(seed, num_images)` (the same seed
+  gives the same images as `--mode=generate` and `--mode=evaluate`).
 A `.keras` file of the same model is written beside it (loading it needs `progan_tf`).
 """
 
 import pathlib
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from progan_tf.errors import UserInputError
 from progan_tf.images import to_uint8_tensor
-
-
-def seeded_latents(seed, num_images, latent_size):
-    """Standard-normal latents that depend only on (seed, num_images)."""
-    return tf.random.stateless_normal(
-        tf.stack([num_images, latent_size]), seed=tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-    )
+from progan_tf.latents import seeded_latents
+from progan_tf.run_files import writing
 
 
 def export_generator(generator_model, export_dir, latent_size):
@@ -33,8 +31,18 @@ def export_generator(generator_model, export_dir, latent_size):
 
     Returns:
         `export_dir` as a `pathlib.Path`.
+
+    Raises:
+        UserInputError: a weight is NaN or infinite (a diverged generator is not exported).
+        FilesystemError: the files could not be written.
     """
     export_dir = pathlib.Path(export_dir)
+    non_finite = [w.path for w in generator_model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))]
+    if non_finite:
+        raise UserInputError(
+            f"Not exporting {generator_model.name}: its weights hold non-finite values ({', '.join(non_finite[:3])}). "
+            f"Received: export_dir={export_dir}"
+        )
     archive = keras.export.ExportArchive()
     archive.track(generator_model)
 
@@ -52,6 +60,7 @@ def export_generator(generator_model, export_dir, latent_size):
         fn=generate_from_seed,
         input_signature=[tf.TensorSpec((), tf.int64, name="seed"), tf.TensorSpec((), tf.int32, name="num_images")],
     )
-    archive.write_out(str(export_dir), verbose=False)
-    generator_model.save(export_dir.with_name(export_dir.name + ".keras"))
+    with writing(export_dir, "the exported generator"):
+        archive.write_out(str(export_dir), verbose=False)
+        generator_model.save(export_dir.with_name(export_dir.name + ".keras"))
     return export_dir

@@ -1,115 +1,38 @@
-"""`--mode=generate`: images, a grid, a latent interpolation strip and a looping GIF walk.
+"""`--mode=generate`: images, a grid, a latent interpolation strip and a looping walk (GIF and MP4).
 
-The generator comes from an exported SavedModel (`serve` endpoint) or from a run's checkpoint (its
-EMA generator at the checkpoint's stage); both are wrapped as a `Generator`, a callable float32
-latents -> uint8 NHWC images, so the writers below do not care where the images come from.
+The generator is a `progan_tf.generators.Generator` (from an exported SavedModel or a run's
+checkpoint), a callable float32 latents -> uint8 NHWC images, so the writers below do not care
+where the images come from.
 
-Latents are `export.seeded_latents(seed, n, latent_size)`, the ones the SavedModel's
-`generate_from_seed(seed, n)` endpoint draws, so the same `--generate_seed` gives the same images
-from a checkpoint and from its export. Interpolation is spherical (slerp) between latents
+Latents are `progan_tf.latents.seeded_latents(seed, n, latent_size)`, the ones the SavedModel's
+`generate_from_seed(seed, n)` endpoint and `--mode=evaluate` draw, so the same `--generate_seed`
+gives the same images everywhere. Interpolation is spherical (slerp) between latents
 normalised to the radius sqrt(latent_size) (where standard-normal latents concentrate; ProGAN's
 generator pixel-normalises its latents to that radius anyway), so every frame is a typical latent.
 
+The walk is also written as an H.264 MP4 (what researchers share) through imageio's ffmpeg
+plugin; imageio-ffmpeg's wheel ships the ffmpeg binary. Where no ffmpeg can be run (the package
+missing, or IMAGEIO_FFMPEG_EXE naming a program that is not there) the walk is a GIF only, and one
+line says why.
+
 Library use:
-    >>> generator = load_run_generator("runs/celebahq-1024")[0]  # or load_savedmodel(...)
+    >>> generator = generators.load_run_generator("runs/celebahq-1024")[0]  # or load_savedmodel(...)
     >>> written = generate_outputs(generator, "out", num_images=16, seed=0, interpolation_steps=30)
 """
 
-import dataclasses
+import os
 import pathlib
+import shutil
 
 import numpy as np
+from PIL import Image
 
 from progan_tf import images as images_lib
 from progan_tf.errors import UserInputError
-
-@dataclasses.dataclass
-class Generator:
-    """A generator as a plain callable: float32 latents (N, latent_size) -> uint8 (N, R, R, C).
-
-    Attributes:
-        fn: the callable (a SavedModel endpoint or a wrapped Keras model).
-        latent_size: the latent dimension.
-        resolution: the image size.
-        description: where it came from, for logs and result files.
-        kimg: thousands of images the generator was trained on (None for a SavedModel).
-    """
-
-    fn: object
-    latent_size: int
-    resolution: int
-    description: str
-    kimg: float = None
-
-    def __call__(self, latents, batch_size=64):
-        latents = np.asarray(latents, dtype=np.float32)
-        if latents.ndim != 2 or latents.shape[1] != self.latent_size:
-            raise UserInputError(
-                f"latents must be shaped (N, {self.latent_size}). Received: shape={latents.shape}"
-            )
-        outputs = [np.asarray(self.fn(latents[i : i + batch_size])) for i in range(0, len(latents), batch_size)]
-        return np.concatenate(outputs) if outputs else np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
-
-
-def generator_from_keras(model, description="keras model", kimg=None):
-    """Wraps a per-stage generator `keras.Model` (latents -> images in [-1, 1]) as a `Generator`."""
-
-    def fn(latents):
-        return images_lib.to_uint8(model(latents, training=False))
-
-    return Generator(fn, int(model.input_shape[-1]), int(model.output_shape[1]), description, kimg)
-
-
-def load_savedmodel(path):
-    """A `Generator` from a SavedModel written by `progan_tf.export` (only TensorFlow needed)."""
-    import tensorflow as tf
-
-    path = pathlib.Path(path).expanduser()
-    if not (path / "saved_model.pb").is_file():
-        raise UserInputError(
-            f"not a SavedModel directory (no saved_model.pb); expected the folder written by --mode=export or "
-            f"<run_dir>/export. Received: savedmodel={str(path)!r}"
-        )
-    try:
-        loaded = tf.saved_model.load(str(path))
-        serve = loaded.serve
-        latent_size = int(serve.input_signature[0].shape[-1])
-    except (AttributeError, IndexError, TypeError, ValueError, OSError, tf.errors.OpError) as error:
-        raise UserInputError(
-            f"could not load a progan-tf generator with a `serve(latents)` endpoint from the SavedModel "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-            f"Received: savedmodel={str(path)!r}"
-        ) from None
-    probe = serve(tf.zeros((1, latent_size), tf.float32))
-    resolution = int(probe.shape[1])
-
-    def fn(latents):
-        return serve(tf.convert_to_tensor(latents, tf.float32)).numpy()
-
-    generator = Generator(fn, latent_size, resolution, f"SavedModel {path}")
-    generator.loaded = loaded  # keep the restored object (and its variables) alive
-    return generator
-
-
-def load_run_generator(run_dir, checkpoint=None):
-    """(Generator of the run's EMA generator at the checkpoint's stage, model, config, checkpoint)."""
-    from progan_tf import runs
-
-    model, config, saved = runs.load_trained_model(run_dir, checkpoint)
-    kimg = saved.images_shown / 1000
-    generator = generator_from_keras(model.gs_model, f"EMA generator of {saved.path} (kimg {kimg:.3f})", kimg)
-    return generator, model, config, saved
-
+from progan_tf.latents import seeded_latents
 
 # ---------------------------------------------------------------------------------------------
 # Latents.
-
-
-def seeded_latents(seed, num_images, latent_size):
-    """The standard-normal latents the SavedModel's `generate_from_seed(seed, num_images)` uses."""
-    from progan_tf import export
-
-    return export.seeded_latents(int(seed), int(num_images), int(latent_size)).numpy()
 
 
 def normalize_latents(latents):
@@ -184,8 +107,7 @@ def display(image, min_size=images_lib.DISPLAY_MIN_SIZE):
 
 def save_strip(path, frames, min_size=images_lib.DISPLAY_MIN_SIZE):
     """Writes frames (N, R, R, C) side by side in one row as a PNG; returns the path."""
-    frames = np.stack([display(frame, min_size) for frame in frames])
-    return images_lib.save_png(path, images_lib.make_grid(frames, columns=len(frames)))
+    return images_lib.save_png(path, images_lib.tile_grid(frames, min_size, columns=len(frames)))
 
 
 def save_gif(path, frames, frame_ms=80, min_size=images_lib.DISPLAY_MIN_SIZE):
@@ -193,8 +115,6 @@ def save_gif(path, frames, frame_ms=80, min_size=images_lib.DISPLAY_MIN_SIZE):
 
     PIL's GIF writer, with every frame kept (no merging of identical frames) and its own palette.
     """
-    from PIL import Image
-
     path = pathlib.Path(path)
     pictures = []
     for frame in frames:
@@ -211,66 +131,120 @@ def save_gif(path, frames, frame_ms=80, min_size=images_lib.DISPLAY_MIN_SIZE):
     return path
 
 
+# Video frames are a multiple of this many pixels on each side: H.264 encodes 16x16 macroblocks,
+# and imageio would otherwise resize the frames itself.
+VIDEO_BLOCK = 16
+
+
+def video_writer_problem():
+    """Why an MP4 cannot be written here (a short reason), or None when ffmpeg is available."""
+    try:
+        # Optional dependencies: their absence is reported, not raised.
+        import imageio  # noqa: F401
+        import imageio_ffmpeg
+    except ImportError as error:
+        return f"the Python package {error.name} is not installed (pip install imageio imageio-ffmpeg)"
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        return "imageio-ffmpeg found no ffmpeg program (pip install --force-reinstall imageio-ffmpeg)"
+    if not (os.path.isfile(exe) or shutil.which(exe)):
+        source = "IMAGEIO_FFMPEG_EXE names" if os.environ.get("IMAGEIO_FFMPEG_EXE") else "imageio-ffmpeg gave"
+        return f"{source} the ffmpeg program {exe!r}, which does not exist"
+    return None
+
+
+def video_frame(frame, size):
+    """One (R, R, C) uint8 frame as (size, size, 3): nearest-neighbour when enlarging by a whole
+    factor (crisp pixels), Lanczos otherwise."""
+    frame = np.asarray(frame)
+    if frame.shape[-1] == 1:
+        frame = np.repeat(frame, 3, axis=-1)
+    if size % frame.shape[0] == 0:
+        factor = size // frame.shape[0]
+        return frame.repeat(factor, axis=0).repeat(factor, axis=1)
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.LANCZOS))
+
+
+def save_mp4(path, frames, fps=30, size=512):
+    """Writes uint8 frames (N, R, R, 1|3) as an H.264 MP4 (yuv420p) of size x size pixels at `fps`.
+
+    Written to a temporary name and renamed when complete. Raises OSError or RuntimeError when
+    ffmpeg cannot be run (see `video_writer_problem`).
+    """
+    # Optional dependency: save_walk falls back to the GIF where it is missing.
+    import imageio.v2 as imageio
+
+    if size < VIDEO_BLOCK or size % VIDEO_BLOCK:
+        raise UserInputError(
+            f"the video size must be a positive multiple of {VIDEO_BLOCK} pixels. Received: size={size}"
+        )
+    if fps <= 0:
+        raise UserInputError(f"the video frame rate must be positive. Received: fps={fps}")
+    path = pathlib.Path(path)
+    temporary = path.with_name(path.stem + ".tmp" + path.suffix)  # ffmpeg picks the format by suffix
+    try:
+        with imageio.get_writer(temporary, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                pixelformat="yuv420p", quality=8, macro_block_size=VIDEO_BLOCK) as writer:
+            for frame in frames:
+                writer.append_data(video_frame(frame, size))
+        if not temporary.is_file() or temporary.stat().st_size == 0:
+            raise RuntimeError("ffmpeg exited without writing the video")
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    temporary.replace(path)
+    return path
+
+
+def save_walk(output_dir, frames, frame_ms=80, video_fps=30, video_size=512):
+    """walk.gif, and walk.mp4 where ffmpeg can be run (else one line says why there is none).
+
+    Returns:
+        dict with "walk" (the GIF) and, when written, "video" (the MP4).
+    """
+    output_dir = pathlib.Path(output_dir)
+    written = {"walk": save_gif(output_dir / "walk.gif", frames, frame_ms=frame_ms)}
+    problem = video_writer_problem()
+    if problem is None:
+        try:
+            written["video"] = save_mp4(output_dir / "walk.mp4", frames, fps=video_fps, size=video_size)
+        except (OSError, RuntimeError) as error:
+            first_line = "".join(str(error).strip().splitlines()[:1])
+            problem = f"ffmpeg failed ({type(error).__name__}: {first_line})"
+    if problem is not None:
+        print(f"walk.mp4 not written: {problem}; the walk is walk.gif only", flush=True)
+    return written
+
+
 def generate_outputs(generator, output_dir, num_images=16, seed=0, interpolation_steps=0, walk_keyframes=4,
-                     frame_ms=80):
-    """Writes the images, a grid, and (if `interpolation_steps`) an interpolation strip and a GIF walk.
+                     frame_ms=80, video_fps=30, video_size=512):
+    """Writes the images, a grid, and (if `interpolation_steps`) an interpolation strip and a walk.
 
     Files in `output_dir` (created):
         image-0000.png ...    `num_images` images at the generator's resolution, latents
                               `seeded_latents(seed, num_images)`.
         grid.png              those images tiled (enlarged to >= 128 px per tile).
         interpolation.png     `interpolation_steps` frames from latent 0 to latent 1 (slerp).
-        walk.gif              a loop through `walk_keyframes` latents, `interpolation_steps`
-                              frames per segment (walk_keyframes * interpolation_steps frames).
+        walk.gif, walk.mp4    a loop through `walk_keyframes` latents, `interpolation_steps`
+                              frames per segment (walk_keyframes * interpolation_steps frames);
+                              the MP4 at `video_fps`, `video_size` px square, where ffmpeg runs.
 
     Returns:
-        dict name -> path (and "images": list of the image paths).
+        dict name -> path ("images": list of the image paths; "video" only when the MP4 was written).
     """
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    latents = seeded_latents(seed, max(num_images, 2), generator.latent_size)
-    pictures = generator(latents[:num_images])
+    latents = seeded_latents(seed, max(num_images, 2), generator.latent_size).numpy()
+    pictures = generator(latents[:num_images], progress="images")
     written = {"images": [images_lib.save_png(output_dir / f"image-{i:04d}.png", p) for i, p in enumerate(pictures)]}
-    grid = images_lib.make_grid(np.stack([display(p) for p in pictures]))
+    grid = images_lib.tile_grid(pictures, images_lib.DISPLAY_MIN_SIZE)
     written["grid"] = images_lib.save_png(output_dir / "grid.png", grid)
     if interpolation_steps:
-        strip = generator(interpolation_latents(latents[0], latents[1], interpolation_steps))
+        strip = generator(interpolation_latents(latents[0], latents[1], interpolation_steps), progress="interpolation")
         written["interpolation"] = save_strip(output_dir / "interpolation.png", strip)
         # Keyframes from a separate stream of the same seed, so the walk differs from the strip.
         keyframes = seeded_latents(seed + 1, walk_keyframes, generator.latent_size)
-        frames = generator(walk_latents(keyframes, interpolation_steps))
-        written["walk"] = save_gif(output_dir / "walk.gif", frames, frame_ms=frame_ms)
-    return written
-
-
-def run_from_flags(FLAGS):
-    """`main.py --mode=generate`: from --savedmodel or --run_dir [--checkpoint]."""
-    if FLAGS.savedmodel:
-        generator = load_savedmodel(FLAGS.savedmodel)
-        # Beside the SavedModel (e.g. runs/demo/export -> runs/demo/export-generated).
-        savedmodel = pathlib.Path(FLAGS.savedmodel)
-        default_dir = savedmodel.with_name(savedmodel.name + "-generated")
-    elif FLAGS.run_dir:
-        generator = load_run_generator(FLAGS.run_dir, FLAGS.checkpoint)[0]
-        default_dir = pathlib.Path(FLAGS.run_dir) / f"generated-kimg{generator.kimg:010.3f}"
-    else:
-        raise UserInputError(
-            "--mode=generate needs a generator: --savedmodel=DIR (an export) or --run_dir=DIR "
-            "[--checkpoint=FILE]. Received: savedmodel=None, run_dir=None"
-        )
-    output_dir = pathlib.Path(FLAGS.output_dir) if FLAGS.output_dir else default_dir
-    written = generate_outputs(
-        generator,
-        output_dir,
-        num_images=FLAGS.num_images,
-        seed=FLAGS.generate_seed,
-        interpolation_steps=FLAGS.interpolation_steps,
-        walk_keyframes=FLAGS.walk_keyframes,
-        frame_ms=FLAGS.gif_frame_ms,
-    )
-    print(f"generated {len(written['images'])} images ({generator.resolution}x{generator.resolution}) "
-          f"with the {generator.description}, seed {FLAGS.generate_seed}, into {output_dir}")
-    for key in ("grid", "interpolation", "walk"):
-        if key in written:
-            print(f"  {key}: {written[key]}")
+        frames = generator(walk_latents(keyframes, interpolation_steps), progress="walk")
+        written.update(save_walk(output_dir, frames, frame_ms=frame_ms, video_fps=video_fps, video_size=video_size))
     return written

@@ -8,6 +8,9 @@ from PIL import Image
 
 # Grids, strips, GIFs and overlays enlarge small images (nearest neighbour) to at least this size.
 DISPLAY_MIN_SIZE = 128
+# Training's sample grids (reals.png, fakes-*.png): tiles of at least this size, so 36 of them
+# fill a screen without zooming.
+SAMPLE_MIN_TILE = 64
 
 
 def to_uint8_tensor(images):
@@ -34,10 +37,27 @@ def make_grid(images, columns=None):
     return grid
 
 
+def upscale_factor(size, min_size):
+    """The smallest integer factor that enlarges `size` pixels to at least `min_size` (>= 1)."""
+    return max(1, -(-int(min_size) // max(int(size), 1)))
+
+
 def upscale_nearest(image, min_size):
     """Nearest-neighbour enlargement of an (H, W, C) image by an integer factor up to `min_size`."""
-    factor = max(1, int(np.ceil(min_size / max(image.shape[0], 1))))
+    factor = upscale_factor(image.shape[0], min_size)
     return image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def tile_grid(images, min_tile, columns=None):
+    """`make_grid` of (N, H, W, C) uint8 images, each enlarged (nearest) to at least `min_tile` px.
+
+    Example:
+        >>> tile_grid(np.zeros((36, 4, 4, 3), np.uint8), 64).shape  # 4 px tiles drawn 16x
+        (384, 384, 3)
+    """
+    images = np.asarray(images)
+    factor = upscale_factor(images.shape[1], min_tile)
+    return make_grid(images.repeat(factor, axis=1).repeat(factor, axis=2), columns)
 
 
 def save_png(path, image):

@@ -27,8 +27,15 @@ from progan_tf.layers import (
 MIN_RESOLUTION = 4
 MAX_RESOLUTION = 1024
 FUSED_RESAMPLE_MODES = ("auto", "always", "never")
-# The reference code fuses resampling into the convolutions from 128x128 up ("auto").
-FUSED_RESAMPLE_AUTO_MIN_RESOLUTION = 128
+# NetworkConfig fields that fix the shapes of the weights (a checkpoint or an imported pickle
+# only fits networks with the same values); the others (fused_resample, mbstd_group_size) change
+# how the same weights are used.
+WEIGHT_SHAPING_FIELDS = ("resolution", "num_channels", "latent_size", "fmap_base", "fmap_decay", "fmap_max")
+# "auto" fuses the generator's upsample + conv from 128x128 up, where the fused transposed
+# convolution is faster and computes the same function. The critic is never fused in "auto": a
+# fused conv + pool pools before the leaky ReLU, which is the authors' TF1 critic ("always"),
+# not the paper's (conv, LReLU, conv, LReLU, pool).
+GENERATOR_FUSED_AUTO_MIN_RESOLUTION = 128
 LEAKY_RELU_SLOPE = 0.2
 
 
@@ -55,8 +62,14 @@ class NetworkConfig:
         fmap_base: Feature maps at stage s are `min(fmap_base / 2**(s * fmap_decay), fmap_max)`.
         fmap_decay: See `fmap_base`.
         fmap_max: See `fmap_base`.
-        fused_resample: `"auto"` (fused up/down convolutions from 128x128 up, as the reference),
-            `"always"` or `"never"`. Mathematically identical either way.
+        fused_resample: How resampling is fused into the convolutions. `"auto"` (default): the
+            paper's networks; the critic's blocks are conv, LReLU, conv, LReLU, 2x2 average pool
+            at every resolution, and the generator fuses upsample + conv into one transposed
+            convolution from 128x128 up (the same function, computed faster). `"always"`: the
+            authors' TF1 networks; both networks fused at every resolution from 8x8, the critic's
+            blocks then compute conv, LReLU, (conv + pool), bias, LReLU (the pool moves before
+            the activation, so this critic is a different function). `"never"`: nothing fused
+            (the generator computes what `"auto"` computes).
         mbstd_group_size: Group size of the discriminator's minibatch standard deviation.
         normalize_latents: Pixel-normalise the latent before the first layer.
     """
@@ -95,9 +108,15 @@ class NetworkConfig:
     def num_features(self, stage):
         return min(int(self.fmap_base / 2.0 ** (stage * self.fmap_decay)), self.fmap_max)
 
-    def uses_fused_resample(self, resolution):
+    def fuses_upsample(self, resolution):
+        """Whether the generator block at `resolution` is one fused transposed convolution."""
         if self.fused_resample == "auto":
-            return resolution >= FUSED_RESAMPLE_AUTO_MIN_RESOLUTION
+            return resolution >= GENERATOR_FUSED_AUTO_MIN_RESOLUTION
+        return self.fused_resample == "always"
+
+    def fuses_downsample(self, resolution):
+        """Whether the critic block at `resolution` fuses its second conv with the 2x2 pool."""
+        del resolution  # the authors' TF1 critic fuses at every resolution
         return self.fused_resample == "always"
 
 
@@ -147,6 +166,10 @@ class _GrowingNetwork:
 
     def _all_layers(self):
         raise NotImplementedError
+
+    def layers_by_name(self):
+        """{name: layer} over every layer of every resolution (e.g. `"g_8x8_conv1"`)."""
+        return {layer.name: layer for layer in self._all_layers()}
 
     @property
     def weights(self):
@@ -224,7 +247,7 @@ class GrowingGenerator(_GrowingNetwork):
                     keras.layers.Reshape((4, 4, filters), name=f"{prefix}_reshape"),
                     ChannelBias(name=f"{prefix}_dense_bias"),
                 ]
-            elif cfg.uses_fused_resample(res):
+            elif cfg.fuses_upsample(res):
                 layers = [EqualizedConv2D(filters, 3, resample="up", name=f"{prefix}_conv0_up")]
             else:
                 layers = [
@@ -307,7 +330,7 @@ class GrowingDiscriminator(_GrowingNetwork):
                     EqualizedConv2D(cfg.num_features(log2 - 1), 3, name=f"{prefix}_conv0"),
                     _leaky_relu(f"{prefix}_lrelu0"),
                 ]
-                if cfg.uses_fused_resample(res):
+                if cfg.fuses_downsample(res):
                     layers.append(EqualizedConv2D(cfg.num_features(log2 - 2), 3, resample="down", name=f"{prefix}_conv1_down"))
                     layers.append(_leaky_relu(f"{prefix}_lrelu1"))
                 else:

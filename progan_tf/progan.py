@@ -33,36 +33,71 @@ def _all_finite(tensors):
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
 
 
-def apply_if_finite(optimizer, grads, variables):
-    """Applies `grads` on every replica, or on none if any replica's gradients are not finite.
+def _agreed(flag):
+    """True on every replica when `flag` holds on all of them (one all-reduce); replica context."""
+    context = tf.distribute.get_replica_context()
+    failures = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(flag, tf.float32))
+    return failures < 0.5
 
-    Must be called in a replica context. Returns the agreed finite flag. A loss-scale optimizer
-    already skips non-finite updates itself (and adjusts its scale), so it is applied directly.
+
+def apply_if_finite(optimizer, grads, variables, checked=()):
+    """Applies `grads` on every replica or on none, and keeps the update only if it left every
+    variable it touched finite.
+
+    Finite gradients do not make a finite update: Adam's second moment overflows to inf from
+    gradients above ~1.8e19, and the weights turn NaN one step later. So the update's variables
+    (the weights and all optimizer variables) are read before it, checked after it, and written
+    back when any replica found a non-finite value. Reading a resource variable keeps its value:
+    the in-place update copies the buffer first, so the snapshot costs one copy, not two.
+
+    Must be called in a replica context. A loss-scale optimizer is applied even when the inputs
+    are not finite: it skips such updates itself and lowers its scale.
+
+    Args:
+        optimizer: A Keras optimizer (or `LossScaleOptimizer`) built on `variables`.
+        grads: This replica's gradients of `variables`.
+        variables: The variables to update.
+        checked: Further tensors (the loss) that must be finite on every replica.
+
+    Returns:
+        (inputs_finite, applied): agreed booleans; `applied` is false when the inputs were not
+        finite or the update was rolled back.
     """
-    replica_context = tf.distribute.get_replica_context()
-    local_non_finite = 1.0 - tf.cast(_all_finite(grads), tf.float32)
-    finite = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, local_non_finite) < 0.5
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+    inputs_finite = _agreed(_all_finite([*grads, *checked]))
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    if loss_scaled:
         # Keras' loss-scale optimizer decides from replica 0's local gradients alone; poison every
         # replica's gradients when any replica overflowed, so all of them skip and rescale.
-        poison = tf.where(finite, 0.0, float("nan"))
-        optimizer.apply_gradients(zip([g + tf.cast(poison, g.dtype) for g in grads], variables))
-        return finite
+        poison = tf.where(inputs_finite, 0.0, float("nan"))
+        grads = [g + tf.cast(poison, g.dtype) for g in grads]
+    state = [v.value for v in (*variables, *optimizer.variables)]
+    floating = [v for v in state if v.dtype.is_floating]
 
-    def apply_in_cross_replica_context(strategy, grads, finite):
+    def apply_and_check(strategy, grads):
+        snapshot = strategy.extended.call_for_each_replica(lambda: [tf.identity(v) for v in state])
+        strategy.extended.call_for_each_replica(lambda g: optimizer.apply_gradients(zip(g, variables)), args=(grads,))
+        kept = strategy.experimental_local_results(
+            strategy.extended.call_for_each_replica(lambda: _agreed(_all_finite(floating)))
+        )[0]
+
+        def roll_back():
+            for variable, saved in zip(state, snapshot):
+                strategy.extended.update(variable, lambda v, s: v.assign(s), args=(saved,), group=False)
+
+        tf.cond(kept, lambda: None, roll_back)
+        return kept
+
+    def apply_in_cross_replica_context(strategy, grads, inputs_finite):
         # A cond whose branch all-reduces (inside apply_gradients) must sit in cross-replica
         # context; every replica computed the same flag.
-        agreed = strategy.experimental_local_results(finite)[0]
+        agreed = strategy.experimental_local_results(inputs_finite)[0]
+        if loss_scaled:
+            return tf.logical_and(agreed, apply_and_check(strategy, grads))
+        return tf.cond(agreed, lambda: apply_and_check(strategy, grads), lambda: tf.constant(False))
 
-        def apply():
-            strategy.extended.call_for_each_replica(
-                lambda g: optimizer.apply_gradients(zip(g, variables)), args=(grads,)
-            )
-
-        tf.cond(agreed, apply, lambda: None)
-
-    replica_context.merge_call(apply_in_cross_replica_context, args=(grads, finite))
-    return finite
+    context = tf.distribute.get_replica_context()
+    applied = context.merge_call(apply_in_cross_replica_context, args=(grads, inputs_finite))
+    return inputs_finite, applied
 
 
 class ProGAN(keras.Model):
@@ -229,14 +264,15 @@ class ProGAN(keras.Model):
             loss = tf.reduce_sum(per_sample) / global_batch
             scaled_loss = loss * loss_scale
         grads = tape.gradient(scaled_loss, d_vars)
-        finite = apply_if_finite(self.d_optimizer, grads, d_vars)
+        inputs_finite, applied = apply_if_finite(self.d_optimizer, grads, d_vars, checked=[loss])
         per_replica = float(reals.shape[0])
         return {
             "d_loss": tf.reduce_mean(per_sample),
             "gradient_penalty": tf.reduce_mean(tf.square(norms - self.gp_target)),
             "real_score": tf.reduce_sum(tf.cast(real_scores, tf.float32)) / per_replica,
             "fake_score": tf.reduce_sum(tf.cast(fake_scores, tf.float32)) / per_replica,
-            "d_finite": tf.cast(finite, tf.float32),
+            "d_finite": tf.cast(applied, tf.float32),
+            "d_grads_finite": tf.cast(inputs_finite, tf.float32),
         }
 
     def _generator_step(self, latents, global_batch):
@@ -245,10 +281,15 @@ class ProGAN(keras.Model):
         with tf.GradientTape() as tape:
             fakes = self.g_model(latents, training=True)
             per_sample = losses.generator_loss(self.d_model(fakes, training=True))
-            scaled_loss = tf.reduce_sum(per_sample) / global_batch * loss_scale
+            loss = tf.reduce_sum(per_sample) / global_batch
+            scaled_loss = loss * loss_scale
         grads = tape.gradient(scaled_loss, g_vars)
-        finite = apply_if_finite(self.g_optimizer, grads, g_vars)
-        return {"g_loss": tf.reduce_mean(per_sample), "g_finite": tf.cast(finite, tf.float32)}
+        inputs_finite, applied = apply_if_finite(self.g_optimizer, grads, g_vars, checked=[loss])
+        return {
+            "g_loss": tf.reduce_mean(per_sample),
+            "g_finite": tf.cast(applied, tf.float32),
+            "g_grads_finite": tf.cast(inputs_finite, tf.float32),
+        }
 
     def _update_ema(self):
         beta = self.ema_beta
@@ -260,17 +301,32 @@ class ProGAN(keras.Model):
 
         It moves every fade alpha to the schedule's value at the current image count, runs
         `train_step`, counts the global batch and returns replica-averaged statistics.
+
+        The returned `step(iterator, stop_flags=None)` also averages `stop_flags` (this worker's
+        [SIGINT, SIGTERM] requests, a float tensor) into `stop_sigint` / `stop_sigterm`: positive
+        on every worker when any worker asked to stop, so all of them stop after the same step.
+        Everything is reduced as one vector: one collective per step, not one per statistic.
         """
         global_batch = self.phase.batch_size
 
         @tf.function
-        def distributed_step(iterator):
+        def distributed_step(iterator, stop_flags=None):
             alpha = self.alpha_at(self.images_shown)
             for network in self.networks.values():
                 network.fade.alpha.assign(alpha)
-            stats = strategy.run(self.train_step, args=(next(iterator),))
+            flags = tf.zeros([2]) if stop_flags is None else tf.cast(stop_flags, tf.float32)
+            names = []
+
+            def replica_step(reals):
+                stats = self.train_step(reals)
+                names[:] = sorted(stats)
+                return tf.concat([tf.stack([tf.cast(stats[name], tf.float32) for name in names]), flags], axis=0)
+
+            per_replica = strategy.run(replica_step, args=(next(iterator),))
+            values = tf.unstack(strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None))
             self.images_shown.assign_add(global_batch)
-            reduced = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for name, value in stats.items()}
+            reduced = dict(zip(names, values))
+            reduced["stop_sigint"], reduced["stop_sigterm"] = values[-2:]
             reduced["alpha"] = alpha
             return reduced
 

@@ -4,11 +4,10 @@ import json
 import pathlib
 
 from progan_tf import checkpoint as ckpt_lib
+from progan_tf.config import TrainConfig
 from progan_tf.errors import UserInputError
-from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
-from progan_tf.schedule import ScheduleConfig, phases
-from progan_tf.training import TrainConfig
+from progan_tf.schedule import phases
 
 
 def load_train_config(run_dir):
@@ -17,12 +16,8 @@ def load_train_config(run_dir):
     if not path.is_file():
         raise UserInputError(f"No config.json in the run directory (not a progan-tf run?). Received: run_dir={run_dir}")
     try:
-        raw = json.loads(path.read_text())
-        schedule = raw.pop("schedule")
-        for key in ("batch_sizes", "learning_rates"):
-            schedule[key] = tuple((int(r), v) for r, v in schedule[key])
-        return TrainConfig(network=NetworkConfig(**raw.pop("network")), schedule=ScheduleConfig(**schedule), **raw)
-    except (ValueError, TypeError, KeyError) as error:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:  # bad JSON, a UserInputError naming the key, a mistyped value
         raise UserInputError(f"{path} is not a valid run config ({error}). Received: run_dir={run_dir}") from None
 
 

@@ -5,10 +5,9 @@ rebuild networks and optimizers at every phase, count images rather than epochs,
 MultiWorkerMirroredStrategy, where Keras 3's `fit` is broken (keras#20585).
 """
 
-import dataclasses
 import json
 import pathlib
-import time
+import signal
 
 import keras
 import numpy as np
@@ -16,99 +15,90 @@ import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf import data as data_lib
-from progan_tf import distribute, export, images
-from progan_tf.errors import UserInputError
+from progan_tf import distribute, export, images, interrupts, pyramid_check, run_files
+from progan_tf import progress as progress_lib
+from progan_tf.errors import EXIT_DIVERGED, FilesystemError, RunStopped, UserInputError
 from progan_tf.metrics.periodic import small_swd
-from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
-from progan_tf.schedule import ScheduleConfig, format_schedule, phase_at
+from progan_tf.schedule import format_schedule, learning_rate_at, phase_at, phases
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; `progan_tf.flags` builds it from the command line."""
+def crossed(before, after, interval_kimg):
+    """Whether an image count moving from `before` to `after` passed a multiple of `interval_kimg`.
 
-    data_dir: str
-    run_dir: str
-    network: NetworkConfig = NetworkConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    seed: int = 1000
-    mirror_augment: bool = True
-    gp_weight: float = 10.0
-    gp_target: float = 1.0
-    drift_weight: float = 0.001
-    ema_beta: float = 0.999
-    adam_beta_1: float = 0.0
-    adam_beta_2: float = 0.99
-    adam_epsilon: float = 1e-8
-    gp_reference_scaling: bool = True
-    mixed_precision: bool = False
-    tick_kimg: float = 10.0
-    sample_kimg: float = 50.0
-    checkpoint_kimg: float = 100.0
-    keep_checkpoints: int = 5
-    resume: str = "latest"  # "latest", "none" or a checkpoint path
-    grid_size: int = 36
-    export_at_end: bool = True
-    deterministic: bool = False
-    eval_kimg: float = 0.0  # small-sample SWD every this many kimg (0: off)
-    eval_num_images: int = 256
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, default=str)
-
-
-def crossed(before, after, interval):
-    """Whether a counter moving from `before` to `after` passed a multiple of `interval`."""
-    return interval > 0 and int(before // interval) != int(after // interval)
+    In whole images: in kimg floats 0.168 // 0.008 is 21 but 0.176 // 0.008 is 21 too.
+    """
+    interval = round(interval_kimg * 1000)
+    return interval > 0 and before // interval != after // interval
 
 
 class RunLogger:
-    """Writes log.txt, stats.jsonl and TensorBoard scalars/images (chief only)."""
+    """Writes log.txt, stats.jsonl and TensorBoard scalars/images (chief only).
+
+    A failed write raises a FilesystemError naming the file; the TensorBoard writer is created
+    lazily, so a run directory whose disk is full fails on a named file, not inside TensorBoard.
+    """
 
     def __init__(self, run_dir, enabled):
         self.enabled = enabled
         self.run_dir = pathlib.Path(run_dir)
+        self._writer = None
         if enabled:
-            self.log_file = open(self.run_dir / "log.txt", "a", buffering=1)
-            self.stats_file = open(self.run_dir / "stats.jsonl", "a", buffering=1)
-            self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
+            with run_files.writing(self.run_dir / "log.txt", "the log"):
+                self.log_file = open(self.run_dir / "log.txt", "a", buffering=1)
+            with run_files.writing(self.run_dir / run_files.STATS_FILE, "the statistics"):
+                self.stats_file = open(self.run_dir / run_files.STATS_FILE, "a", buffering=1)
 
-    def line(self, text):
+    @property
+    def writer(self):
+        if self._writer is None:
+            with run_files.writing(self.run_dir / "tensorboard", "TensorBoard logs to"):
+                self._writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
+        return self._writer
+
+    def line(self, text, echo=True):
         if self.enabled:
-            print(text, flush=True)
-            self.log_file.write(text + "\n")
+            if echo:
+                print(text, flush=True)
+            with run_files.writing(self.run_dir / "log.txt", "the log"):
+                self.log_file.write(text + "\n")
 
     def stats(self, record, step):
         if not self.enabled:
             return
-        self.stats_file.write(json.dumps(record) + "\n")
-        with self.writer.as_default(step=step):
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "kimg":
-                    tf.summary.scalar(key, value)
+        with run_files.writing(self.run_dir / run_files.STATS_FILE, "the statistics"):
+            self.stats_file.write(json.dumps(record) + "\n")
+        with run_files.writing(self.run_dir / "tensorboard", "TensorBoard logs to"):
+            with self.writer.as_default(step=step):
+                for key, value in record.items():
+                    if isinstance(value, (int, float)) and key != "kimg":
+                        tf.summary.scalar(key, value)
 
     def image(self, name, grid, step):
         if self.enabled:
-            with self.writer.as_default(step=step):
-                tf.summary.image(name, grid[None], max_outputs=1)
+            with run_files.writing(self.run_dir / "tensorboard", "TensorBoard logs to"):
+                with self.writer.as_default(step=step):
+                    tf.summary.image(name, grid[None], max_outputs=1)
 
-    def close(self):
-        if self.enabled:
-            self.writer.flush()
-            self.log_file.close()
-            self.stats_file.close()
+    def close(self, quiet=False):
+        """Flushes and closes everything; `quiet`: on the way out of a failure, ignore errors."""
+        if not self.enabled:
+            return
+        for close in (lambda: self._writer and self._writer.close(), self.log_file.close, self.stats_file.close):
+            try:
+                close()
+            except (OSError, tf.errors.OpError) as error:
+                if not quiet:
+                    raise FilesystemError(f"could not finish writing the logs in {self.run_dir}: {error}") from None
 
 
 class _TickMeter:
-    """Averages step statistics between ticks and measures throughput."""
+    """Averages step statistics between ticks (throughput: `progress.RunProgress`)."""
 
-    def __init__(self, images_shown):
-        self.reset(images_shown)
+    def __init__(self):
+        self.reset()
 
-    def reset(self, images_shown):
-        self.start_time = time.perf_counter()
-        self.start_images = images_shown
+    def reset(self):
         self.sums, self.steps, self.skipped = {}, 0, 0
 
     def add(self, stats):
@@ -117,29 +107,71 @@ class _TickMeter:
             self.sums[key] = self.sums.get(key, 0.0) + float(value)
         self.skipped += int(stats["d_finite"] < 1) + int(stats["g_finite"] < 1)
 
-    def summary(self, images_shown):
-        elapsed = time.perf_counter() - self.start_time
-        images_done = max(images_shown - self.start_images, 1)
+    def summary(self):
         record = {k: v / max(self.steps, 1) for k, v in self.sums.items() if not k.endswith("_finite")}
-        record.update(
-            img_per_sec=images_done / max(elapsed, 1e-9),
-            sec_per_kimg=elapsed / images_done * 1000,
-            skipped_updates=self.skipped,
-        )
+        record.update(skipped_updates=self.skipped)
         return record
 
 
-def _resolve_resume(config, checkpoint_dir):
-    if config.resume == "none":
-        return None
-    if config.resume == "latest":
-        found = ckpt_lib.list_checkpoints(checkpoint_dir)
-        return ckpt_lib.load_checkpoint(found[-1]) if found else None
-    return ckpt_lib.load_checkpoint(config.resume)
+class _SkipStreak:
+    """Consecutive iterations that skipped an update, and what was not finite in them."""
+
+    def __init__(self):
+        self.length, self.reasons = 0, {}
+
+    def add(self, stats):
+        reasons = [
+            f"{label} {'loss/gradients' if stats[f'{net}_grads_finite'] < 1 else 'update'}"
+            for net, label in (("d", "critic"), ("g", "generator"))
+            if stats[f"{net}_finite"] < 1
+        ]
+        if not reasons:
+            self.length, self.reasons = 0, {}
+            return
+        self.length += 1
+        for reason in reasons:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    def describe(self):
+        return ", ".join(f"{reason} non-finite {count}x" for reason, count in self.reasons.items())
+
+
+def _lower_learning_rate_flag(config, phase):
+    """The flag that halves the learning rate of `phase`'s resolution."""
+    table = dict(config.schedule.learning_rates)
+    if phase.resolution in table:
+        table[phase.resolution] = phase.learning_rate / 2
+        return "--learning_rates=" + ",".join(f"{resolution}:{rate:g}" for resolution, rate in sorted(table.items()))
+    return f"--learning_rate={phase.learning_rate / 2:g}"
+
+
+def _diverged(config, phase, images_shown, what):
+    """The RunStopped of a run that went non-finite: where, what, and how to resume."""
+    saved = ckpt_lib.list_checkpoints(pathlib.Path(config.run_dir) / "checkpoints")
+    lower = _lower_learning_rate_flag(config, phase)
+    if saved:
+        advice = (f"newest good checkpoint: {saved[-1]}; to resume from it with a lower learning rate, add "
+                  f"--resume={saved[-1]} {lower} to the same command")
+    else:
+        advice = f"no checkpoint was written yet; rerun the same command with a lower learning rate, e.g. {lower}"
+    return RunStopped(
+        f"error: training diverged at kimg {images_shown / 1000:.3f} ({phase.resolution}x{phase.resolution} "
+        f"{phase.kind}): {what}; {advice}",
+        EXIT_DIVERGED,
+    )
+
+
+def _same_phase(meta, phase):
+    """Whether a checkpoint was written in `phase` (its optimizers then carry over)."""
+    return (
+        meta["phase_index"] == phase.index
+        and meta.get("resolution", phase.resolution) == phase.resolution
+        and meta.get("phase", phase.kind) == phase.kind
+    )
 
 
 def _check_dataset(config):
-    manifest = data_lib.load_manifest(config.data_dir)
+    manifest = pyramid_check.check_pyramid(config.data_dir, verify=config.verify_data)
     final = config.network.resolution
     if final not in manifest["resolutions"]:
         raise UserInputError(
@@ -180,20 +212,93 @@ def _distributed_dataset(strategy, config, phase, skip_batches):
 
 
 def write_samples(model, logger, samples_dir, latents, images_shown):
+    """Writes the EMA and raw generators' sample grids; returns the labels of those not written
+    because the generator's output is not finite (a NaN grid would pass for a result)."""
     kimg = images_shown / 1000
+    not_finite = []
     for label, network_model in (("ema", model.gs_model), ("raw", model.g_model)):
-        fakes = images.to_uint8(network_model(latents, training=False))
-        grid = images.upscale_nearest(images.make_grid(fakes), min_size=256 // max(1, int(np.sqrt(len(fakes)))))
-        images.save_png(samples_dir / f"fakes-{label}-kimg{kimg:010.3f}.png", grid)
+        output = np.asarray(network_model(latents, training=False))
+        if not np.all(np.isfinite(output)):
+            not_finite.append(label)
+            continue
+        grid = images.tile_grid(images.to_uint8(output), images.SAMPLE_MIN_TILE)
+        path = samples_dir / f"fakes-{label}-kimg{kimg:010.3f}.png"
+        with run_files.writing(path, "the sample grid"):
+            images.save_png(path, grid)
         logger.image(f"fakes_{label}", grid, images_shown)
+    return not_finite
+
+
+def _open_run_dir(config, start, chief):
+    """The writes of a start, once `run_files.check_start` passed; returns the `RunLogger`."""
+    run_dir = pathlib.Path(config.run_dir)
+    resumed = start.checkpoint
+    dropped = 0
+    if chief:
+        if start.move_to is not None:
+            with run_files.writing(run_dir, f"(moving aside to {start.move_to}) the run directory"):
+                run_dir.rename(start.move_to)
+        for path, _ in start.unusable:
+            ckpt_lib.set_aside(path)
+        for path in start.superseded:
+            ckpt_lib.set_aside(path, ".superseded")
+        with run_files.writing(run_dir / "samples", "the run directory"):
+            (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        config_text = config.to_json()
+        if config_text != start.previous_text:
+            with run_files.writing(run_dir / run_files.CONFIG_FILE, "the run config"):
+                run_files.write_text_atomic(run_dir / run_files.CONFIG_FILE, config_text)
+        with run_files.writing(run_dir / "schedule.txt", "the schedule"):
+            run_files.write_text_atomic(run_dir / "schedule.txt", format_schedule(config.schedule) + "\n")
+        with run_files.writing(run_dir / run_files.HISTORY_FILE, "the config history"):
+            run_files.append_line(run_dir / run_files.HISTORY_FILE, run_files.history_record(start, config_text))
+        with run_files.writing(run_dir / run_files.STATS_FILE, "the statistics"):
+            dropped = run_files.continue_stats(run_dir / run_files.STATS_FILE, resumed.images_shown if resumed else 0)
+    logger = RunLogger(run_dir, chief)
+    if start.move_to is not None:
+        logger.line(f"--overwrite: moved the previous run to {start.move_to}")
+    for path, reason in start.unusable:
+        logger.line(f"skipping checkpoint {path}: {reason}; moved it aside ({path.name}.corrupt)")
+    if resumed is not None:
+        logger.line(f"resumed from {resumed.path} at kimg {resumed.images_shown / 1000:.3f}")
+    if start.superseded:
+        names = ", ".join(path.name for path in start.superseded)
+        logger.line(f"moved the newer checkpoints of the abandoned continuation aside (*.superseded): {names}")
+    if start.changes:
+        logger.line(f"changed since the last start: {run_files.describe_changes(start.changes)}")
+    if dropped:
+        logger.line(f"dropped {dropped} stats.jsonl row(s) after the resumed checkpoint (they are redone)")
+    return logger
+
+
+def write_reals(logger, samples_dir, config):
+    """samples/reals.png: the first grid_size training images at the final resolution (once)."""
+    path = samples_dir / "reals.png"
+    if not path.exists():
+        reals = np.concatenate(list(data_lib.iterate_images(config.data_dir, config.network.resolution,
+                                                            config.grid_size, limit=config.grid_size)))
+        grid = images.tile_grid(reals, images.SAMPLE_MIN_TILE)
+        images.save_png(path, grid)
+        logger.image("reals", grid, 0)
 
 
 def train(config, strategy=None):
     """Runs (or resumes) a training run; returns the final `ProGAN`.
 
+    The run directory is checked before anything in it is written (`run_files.check_start`).
+    Every update that would leave a non-finite value is rolled back; `max_consecutive_skips`
+    skipped iterations in a row stop the run (`RunStopped`, exit status `EXIT_DIVERGED`). The
+    first SIGINT / SIGTERM stops it after the current step with a checkpoint (`RunStopped`,
+    130 / 143).
+
     Args:
         config: A `TrainConfig`.
         strategy: A `tf.distribute.Strategy`; default from `distribute.make_strategy()`.
+
+    Raises:
+        UserInputError: the start is refused (see `run_files.check_start`), bad data.
+        FilesystemError: a write failed; the checkpoints already written are intact.
+        RunStopped: diverged, or stopped by a signal.
     """
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -201,35 +306,54 @@ def train(config, strategy=None):
     strategy = strategy or distribute.make_strategy()
     chief = distribute.is_chief()
     run_dir = pathlib.Path(config.run_dir)
+    checkpoint_dir = run_dir / "checkpoints"
+    with interrupts.StopRequests() as stop_requests:
+        # Checks first, writes after: a refused start leaves the run directory as it was.
+        start = run_files.check_start(config)
+        # The initial weights come from Keras' global RNG: seed it so that every worker, and a rerun
+        # with the same --seed, starts from the same networks.
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            model = ProGAN(
+                config.network,
+                seed=config.seed,
+                gp_weight=config.loss.gp_weight,
+                gp_target=config.loss.gp_target,
+                drift_weight=config.loss.drift_weight,
+                ema_beta=config.optimizer.ema_beta,
+                adam_beta_1=config.optimizer.beta_1,
+                adam_beta_2=config.optimizer.beta_2,
+                adam_epsilon=config.optimizer.epsilon,
+                gp_reference_scaling=config.loss.gp_reference_scaling,
+                mixed_precision=config.mixed_precision,
+            )
+        resume_from = start.checkpoint
+        if resume_from is not None:
+            ckpt_lib.restore_networks(model, resume_from)
+            model.images_shown.assign(resume_from.images_shown)
+        try:
+            logger = _open_run_dir(config, start, chief)
+            try:
+                _train_loop(config, strategy, model, logger, manifest, resume_from, stop_requests)
+            except BaseException:
+                logger.close(quiet=True)
+                raise
+            logger.close()
+        except FilesystemError as error:
+            raise FilesystemError(
+                f"{error}. The checkpoints already in {checkpoint_dir} are intact: fix this (free space, "
+                f"permissions), then rerun the same command to resume from the newest."
+            ) from None
+    return model
+
+
+def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_requests):
+    chief = logger.enabled
+    run_dir = pathlib.Path(config.run_dir)
     checkpoint_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
     if chief:
-        samples_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(config.to_json())
-        (run_dir / "schedule.txt").write_text(format_schedule(config.schedule) + "\n")
-    logger = RunLogger(run_dir, chief)
+        write_reals(logger, samples_dir, config)
     replicas = strategy.num_replicas_in_sync
-    # The initial weights come from Keras' global RNG: seed it so that every worker, and a rerun
-    # with the same --seed, starts from the same networks.
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = ProGAN(
-            config.network,
-            seed=config.seed,
-            gp_weight=config.gp_weight,
-            gp_target=config.gp_target,
-            drift_weight=config.drift_weight,
-            ema_beta=config.ema_beta,
-            adam_beta_1=config.adam_beta_1,
-            adam_beta_2=config.adam_beta_2,
-            adam_epsilon=config.adam_epsilon,
-            gp_reference_scaling=config.gp_reference_scaling,
-            mixed_precision=config.mixed_precision,
-        )
-    resume_from = _resolve_resume(config, checkpoint_dir)
-    if resume_from is not None:
-        ckpt_lib.restore_networks(model, resume_from)
-        model.images_shown.assign(resume_from.images_shown)
-        logger.line(f"resumed from {resume_from.path} at kimg {resume_from.images_shown / 1000:.3f}")
     logger.line(
         f"dataset {config.data_dir}: {manifest['num_images']} images, {replicas} replica(s), "
         f"G {model.generator.count_params():,} / D {model.discriminator.count_params():,} parameters"
@@ -237,33 +361,75 @@ def train(config, strategy=None):
     grid_latents = tf.random.stateless_normal((config.grid_size, config.network.latent_size), seed=[config.seed, 7])
     total_images = round(config.schedule.total_kimg * 1000)
     images_shown = int(model.images_shown.numpy())
-    run_start = time.perf_counter()
-    meter = _TickMeter(images_shown)
-    tick = 0
+    # Ticks and training time continue across resumes.
+    resumed_meta = resume_from.meta if resume_from is not None else {}
+    tick = int(resumed_meta.get("tick", 0))
+    meter = _TickMeter()
+    all_phases = phases(config.schedule)
+    progress = progress_lib.RunProgress(
+        all_phases,
+        total_images,
+        images_shown,
+        [progress_lib.stage_macs(config.network, p.resolution, p.fade_in) for p in all_phases],
+        elapsed_before=float(resumed_meta.get("time_sec", 0.0)),
+    )
+    streak = _SkipStreak()
+    checkpoint_due, last_saved = False, images_shown if resume_from is not None else None
+
+    def save(phase, phase_begin):
+        position = {
+            "images_shown": images_shown,
+            "phase_index": phase.index,
+            "phase_begin_images": phase_begin,
+            "resolution": phase.resolution,
+            "phase": phase.kind,
+            "tick": tick,
+            "time_sec": round(progress.elapsed_seconds(), 3),
+        }
+        try:
+            return ckpt_lib.save_checkpoint(checkpoint_dir, model, position, keep=config.keep_checkpoints)
+        except ckpt_lib.NonFiniteError as error:
+            raise _diverged(config, phase, images_shown, f"{error} (not saved)") from None
+
+    phase = None
     while images_shown < total_images:
         phase = phase_at(config.schedule, images_shown)
         with strategy.scope():
             model.start_phase(phase, replicas)
         phase_begin = images_shown
-        if resume_from is not None and resume_from.meta["phase_index"] == phase.index:
+        if resume_from is not None and _same_phase(resume_from.meta, phase):
             ckpt_lib.restore_optimizers(model, resume_from)
             phase_begin = int(resume_from.meta["phase_begin_images"])
         resume_from = None
         skip_batches = (images_shown - phase_begin) // phase.batch_size
         iterator = iter(_distributed_dataset(strategy, config, phase, skip_batches))
         step = model.make_distributed_step(strategy)
+        progress.start_phase(phase.index)
         logger.line(
             f"phase {phase.index}: {phase.resolution}x{phase.resolution} {phase.kind} "
             f"kimg {phase.start_kimg:g}-{phase.end_kimg:g}, batch {phase.batch_size}, lr {phase.learning_rate:g}"
         )
+        learning_rate = None
         while images_shown < min(phase.end_images, total_images):
             before = images_shown
-            stats = step(iterator)
+            rate = learning_rate_at(config.schedule, phase, images_shown)
+            if rate != learning_rate:  # each step of a ramp-up, else once (over a restored rate)
+                for optimizer in (model.g_optimizer, model.d_optimizer):
+                    optimizer.learning_rate.assign(rate)
+                learning_rate = rate
+            try:
+                stats = step(iterator, tf.constant(stop_requests.as_flags()))
+            except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
+                raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
+            stats = {k: float(v.numpy()) for k, v in stats.items()}
             images_shown += phase.batch_size
-            meter.add({k: v.numpy() for k, v in stats.items()})
-            kimg_before, kimg = before / 1000, images_shown / 1000
+            stop_signal = interrupts.agreed_signal(stats.pop("stop_sigint"), stats.pop("stop_sigterm"))
+            meter.add(stats)
+            streak.add(stats)
+            progress.step_done(images_shown)
+            kimg = images_shown / 1000
             phase_done = images_shown >= phase.end_images
-            if crossed(kimg_before, kimg, config.tick_kimg) or phase_done:
+            if crossed(before, images_shown, config.tick_kimg) or phase_done:
                 tick += 1
                 record = {
                     "tick": tick,
@@ -271,30 +437,59 @@ def train(config, strategy=None):
                     "resolution": phase.resolution,
                     "phase": phase.kind,
                     "batch_size": phase.batch_size,
-                    **meter.summary(images_shown),
-                    "time_sec": round(time.perf_counter() - run_start, 1),
+                    "learning_rate": learning_rate,
+                    **meter.summary(),
+                    **progress.tick(images_shown),
                 }
                 logger.stats(record, images_shown)
                 logger.line(
-                    f"tick {tick:<4d} kimg {kimg:9.3f}  {phase.resolution}x{phase.resolution} {phase.kind:<9} "
+                    f"tick {tick:<4d} {progress_lib.format_position(kimg, record)}  "
+                    f"{phase.resolution}x{phase.resolution} {phase.kind:<9} "
                     f"alpha {record['alpha']:.3f}  d_loss {record['d_loss']:8.4f}  g_loss {record['g_loss']:8.4f}  "
-                    f"gp {record['gradient_penalty']:.4f}  img/s {record['img_per_sec']:8.1f}  "
-                    f"sec/kimg {record['sec_per_kimg']:7.2f}  skipped {record['skipped_updates']}"
+                    f"gp {record['gradient_penalty']:.4f}  {progress_lib.format_speed(record)}  "
+                    f"skipped {record['skipped_updates']}  {progress_lib.format_times(record)}"
                 )
-                meter.reset(images_shown)
-            if chief and (crossed(kimg_before, kimg, config.sample_kimg) or phase_done):
-                write_samples(model, logger, samples_dir, grid_latents, images_shown)
-            if chief and crossed(kimg_before, kimg, config.eval_kimg):
-                evaluation = small_swd(model.gs_model, config.data_dir, phase.resolution, config.eval_num_images, config.seed)
+                meter.reset()
+            if config.max_consecutive_skips and streak.length >= config.max_consecutive_skips:
+                stop = _diverged(
+                    config, phase, images_shown,
+                    f"{streak.length} iterations in a row skipped an update ({streak.describe()}; "
+                    f"--max_consecutive_skips={config.max_consecutive_skips})",
+                )
+                logger.line(str(stop), echo=False)
+                raise stop
+            if chief and (crossed(before, images_shown, config.sample_kimg) or phase_done):
+                for label in write_samples(model, logger, samples_dir, grid_latents, images_shown):
+                    logger.line(f"samples at kimg {kimg:.3f} not written: the {label} generator's output is not finite")
+            if chief and crossed(before, images_shown, config.eval_kimg):
+                evaluation = small_swd(
+                    model.gs_model, config.data_dir, phase.resolution, config.eval_num_images, config.seed
+                )
                 if evaluation:
                     logger.stats({"kimg": round(kimg, 3), **evaluation}, images_shown)
-                    logger.line(f"eval kimg {kimg:9.3f}  swd_avg {evaluation['eval_swd_avg']:.3f}  ({evaluation['eval_sec']} s)")
-            if chief and (crossed(kimg_before, kimg, config.checkpoint_kimg) or phase_done):
-                position = {"images_shown": images_shown, "phase_index": phase.index, "phase_begin_images": phase_begin}
-                ckpt_lib.save_checkpoint(checkpoint_dir, model, position, keep=config.keep_checkpoints)
+                    logger.line(
+                        f"eval kimg {kimg:9.3f}  swd_avg {evaluation['eval_swd_avg']:.3f}  ({evaluation['eval_sec']} s)"
+                    )
+            # A state that just skipped an update is where the run got stuck, not progress worth
+            # rotating a good checkpoint out for: the checkpoint waits for an update that applies.
+            checkpoint_due = checkpoint_due or crossed(before, images_shown, config.checkpoint_kimg) or phase_done
+            if chief and checkpoint_due and streak.length == 0:
+                save(phase, phase_begin)
+                checkpoint_due, last_saved = False, images_shown
+            if stop_signal is not None:
+                name = signal.Signals(stop_signal).name
+                message = f"stopped by {name} at kimg {kimg:.3f}"
+                if not chief:
+                    message += " with the other workers (the chief writes the checkpoint)"
+                else:
+                    saved = last_saved == images_shown
+                    path = ckpt_lib.checkpoint_path(checkpoint_dir, images_shown) if saved else save(phase, phase_begin)
+                    message += f": wrote {path}; rerun the same command to resume from it"
+                logger.line(message, echo=False)
+                raise RunStopped(message, interrupts.EXIT_CODES[stop_signal])
+    if chief and checkpoint_due and phase is not None:
+        save(phase, phase_begin)
     if chief and config.export_at_end and model.phase is not None:
         path = export.export_generator(model.gs_model, run_dir / "export", config.network.latent_size)
         logger.line(f"exported the EMA generator to {path} (SavedModel) and {path}.keras")
-    logger.line(f"done: kimg {images_shown / 1000:.3f} in {time.perf_counter() - run_start:.1f} s")
-    logger.close()
-    return model
+    logger.line(f"done: kimg {images_shown / 1000:.3f} in {progress.elapsed_seconds():.1f} s")

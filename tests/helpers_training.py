@@ -5,10 +5,11 @@ Script use (in a subprocess; logical devices must be configured before TensorFlo
     python -m tests.helpers_training SPEC.json
 
 SPEC holds {"logical_cpus": int or null, "runs": [RUN, ...]} and each RUN holds
-{"config": TrainConfig kwargs (with "network" and "schedule" as dicts), "devices": null (the
+{"config": `TrainConfig.to_dict()` data (missing keys take the defaults), "devices": null (the
 default strategy of `distribute.make_strategy`, e.g. from TF_CONFIG) or a list of device names
 for a MirroredStrategy, "out": path of an .npz of the final weights}. Every worker writes its
-own .npz (only the chief writes checkpoints).
+own .npz (only the chief writes checkpoints). A run stopped early (`RunStopped`) prints its line
+and exits with its code, as main.py does.
 """
 
 import json
@@ -95,13 +96,15 @@ def run_checked(command, timeout=300, env=None):
 
 
 def short_train_spec(data_dir, run_dir, **overrides):
-    """TrainConfig kwargs of a short 4x4 -> 8x8 fade run (minibatch-stddev group 1: with groups of
+    """`TrainConfig.from_dict` data of a short 4x4 -> 8x8 fade run (minibatch-stddev group 1: with groups of
     several samples the groups depend on how the batch is split over replicas, as in the paper)."""
     spec = dict(
         data_dir=str(data_dir),
         run_dir=str(run_dir),
         network=dict(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, mbstd_group_size=1),
-        schedule=dict(stabilize_kimg=0.032, transition_kimg=0.032, total_kimg=0.056, default_batch_size=8),
+        schedule=dict(
+            final_resolution=8, stabilize_kimg=0.032, transition_kimg=0.032, total_kimg=0.056, default_batch_size=8
+        ),
         seed=11,
         tick_kimg=0.016,
         sample_kimg=0,
@@ -123,6 +126,13 @@ def checkpoint_weights(path):
 def checkpoint_meta(path):
     with np.load(path, allow_pickle=False) as archive:
         return json.loads(str(archive["meta"]))
+
+
+def checkpoint_position(path):
+    """A checkpoint's meta without its wall-clock training time (which differs between runs)."""
+    meta = checkpoint_meta(path)
+    meta.pop("time_sec", None)
+    return meta
 
 
 def max_abs_difference(a, b):
@@ -158,19 +168,6 @@ def kill_process(process):
 # The training script.
 
 
-def _train_config(spec):
-    from progan_tf.networks import NetworkConfig
-    from progan_tf.schedule import ScheduleConfig
-    from progan_tf.training import TrainConfig
-
-    spec = dict(spec)
-    network = NetworkConfig(**spec.pop("network"))
-    schedule = dict(spec.pop("schedule"))
-    for key in ("batch_sizes", "learning_rates"):
-        schedule[key] = tuple(tuple(pair) for pair in schedule.get(key, ()))
-    return TrainConfig(network=network, schedule=ScheduleConfig(final_resolution=network.resolution, **schedule), **spec)
-
-
 def _script(spec_path):
     spec = json.loads(pathlib.Path(spec_path).read_text())
     import tensorflow as tf
@@ -181,11 +178,17 @@ def _script(spec_path):
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(spec["logical_cpus"])]
         )
     from progan_tf import training
+    from progan_tf.config import TrainConfig
+    from progan_tf.errors import RunStopped
 
     for run in spec["runs"]:
         devices = run.get("devices")
         strategy = tf.distribute.MirroredStrategy(devices) if devices else None
-        model = training.train(_train_config(run["config"]), strategy=strategy)
+        try:
+            model = training.train(TrainConfig.from_dict(run["config"]), strategy=strategy)
+        except RunStopped as stop:  # as main.py does
+            print(stop, flush=True)
+            sys.exit(stop.exit_code)
         arrays = {"images_shown": np.array(int(model.images_shown.numpy()))}
         for name in NETWORK_NAMES:
             for index, value in enumerate(model.networks[name].get_weight_values()):

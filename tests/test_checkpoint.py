@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from progan_tf import checkpoint as ckpt_lib
-from progan_tf.errors import UserInputError
+from progan_tf.errors import FilesystemError, UserInputError
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
 from progan_tf.schedule import ScheduleConfig, phases
@@ -61,8 +61,8 @@ def test_truncated_checkpoint_is_one_clear_error(tmp_path):
 
 
 def test_trained_model_takes_its_stage_from_the_checkpoint_not_the_image_count(tmp_path):
+    from progan_tf.config import TrainConfig
     from progan_tf.runs import load_trained_model
-    from progan_tf.training import TrainConfig
 
     schedule = ScheduleConfig(final_resolution=8, stabilize_kimg=0.1, transition_kimg=0.1, total_kimg=0.3,
                               default_batch_size=64)
@@ -78,3 +78,47 @@ def test_trained_model_takes_its_stage_from_the_checkpoint_not_the_image_count(t
     assert saved.images_shown == 128
     assert (restored.phase.resolution, restored.phase.fade_in) == (4, False)
     assert restored.gs_model.output_shape == (None, 4, 4, 3)
+
+
+def test_a_non_finite_model_is_never_saved_and_never_rotates_a_finite_checkpoint_out(tmp_path):
+    model = started_model(1)
+    position = {"images_shown": 100, "phase_index": 1, "phase_begin_images": 0}
+    good = ckpt_lib.save_checkpoint(tmp_path, model, position, keep=1)
+    velocity = model.d_optimizer.variables[-1]
+    velocity.assign(np.full(velocity.shape, np.inf, np.float32))
+    with pytest.raises(ckpt_lib.NonFiniteError) as raised:
+        ckpt_lib.save_checkpoint(tmp_path, model, {**position, "images_shown": 200}, keep=1)
+    assert raised.value.names == [f"d_optimizer/{len(model.d_optimizer.variables) - 1:04d}"]
+    assert ckpt_lib.list_checkpoints(tmp_path) == [good] and not list(tmp_path.glob("*.tmp"))
+
+
+def test_newest_usable_checkpoint_skips_corrupt_and_non_finite_ones(tmp_path):
+    model = started_model(1)
+    paths = [ckpt_lib.save_checkpoint(tmp_path, model, {"images_shown": n, "phase_index": 1, "phase_begin_images": 0})
+             for n in (100, 200, 300)]
+    paths[2].write_bytes(paths[2].read_bytes()[:1000])  # truncated
+    with np.load(paths[1]) as archive:  # NaN weights, as runs before the finite-update guard saved them
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["generator/0000"] = np.full_like(arrays["generator/0000"], np.nan)
+    with open(paths[1], "wb") as handle:
+        np.savez(handle, **arrays)
+    saved, unusable = ckpt_lib.newest_usable_checkpoint(ckpt_lib.list_checkpoints(tmp_path))
+    assert saved.path == paths[0]
+    assert [p for p, _ in unusable] == [paths[2], paths[1]]
+    assert "truncated or corrupt" in unusable[0][1] and "non-finite values (generator/0000)" in unusable[1][1]
+    assert ckpt_lib.set_aside(paths[2]) == tmp_path / "ckpt-000000000300.npz.corrupt"
+    assert ckpt_lib.list_checkpoints(tmp_path) == paths[:2] and (tmp_path / "ckpt-000000000300.npz.corrupt").is_file()
+    paths[2].write_bytes(b"a second bad one of the same name")  # set aside again: numbered, not replaced
+    assert ckpt_lib.set_aside(paths[2]) == tmp_path / "ckpt-000000000300.npz.corrupt.1"
+    assert (tmp_path / "ckpt-000000000300.npz.corrupt").stat().st_size == 1000
+    with pytest.raises(UserInputError, match="holds non-finite values"):
+        ckpt_lib.check_finite(ckpt_lib.load_checkpoint(paths[1]))
+
+
+def test_a_failed_write_is_one_line_naming_the_checkpoint(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the checkpoint folder should be")
+    expected = r"could not write checkpoint .*not_a_folder/checkpoints/ckpt-000000000100\.npz"
+    with pytest.raises(FilesystemError, match=expected):
+        ckpt_lib.save_checkpoint(blocker / "checkpoints", started_model(1),
+                                 {"images_shown": 100, "phase_index": 1, "phase_begin_images": 0})

@@ -9,7 +9,7 @@ import pytest
 
 from datasets import build
 from datasets.synthetic import synthetic_image
-from progan_tf import data
+from progan_tf import data, pyramid_check
 from progan_tf.errors import UserInputError
 
 NUM_IMAGES = 37  # not a multiple of any batch size used here, so batches straddle epochs
@@ -21,10 +21,23 @@ SEED = 11
 def pyramid(tmp_path_factory):
     """A 3-shard synthetic pyramid and its images (uint8, record order)."""
     output = str(tmp_path_factory.mktemp("pipeline") / "faces")
-    build.build_pyramid("synthetic", output, RESOLUTION, seed=SEED, num_images=NUM_IMAGES, shards_per_level=3,
-                        num_workers=0, progress=False)
+    build.build_pyramid(
+        "synthetic",
+        output,
+        RESOLUTION,
+        seed=SEED,
+        num_images=NUM_IMAGES,
+        shards_per_level=3,
+        num_workers=0,
+        progress=False,
+    )
     images = np.stack([synthetic_image(i, RESOLUTION, SEED) for i in range(NUM_IMAGES)])
     return output, images
+
+
+def shard_file(pyramid_dir, resolution, index):
+    """File name of shard `index` of a level, from the manifest."""
+    return pyramid_check.find_level(data.load_manifest(pyramid_dir), pyramid_dir, resolution)["shards"][index]["file"]
 
 
 def take_batches(pyramid_dir, count, **kwargs):
@@ -96,8 +109,15 @@ def test_input_pipelines_split_the_same_global_batches(pyramid):
     pyramid_dir, _ = pyramid
     single = take_batches(pyramid_dir, 6, global_batch_size=12, shuffle_buffer=7, skip_batches=2)
     parts = [
-        take_batches(pyramid_dir, 6, global_batch_size=12, shuffle_buffer=7, skip_batches=2,
-                     num_input_pipelines=3, input_pipeline_id=pipeline)
+        take_batches(
+            pyramid_dir,
+            6,
+            global_batch_size=12,
+            shuffle_buffer=7,
+            skip_batches=2,
+            num_input_pipelines=3,
+            input_pipeline_id=pipeline,
+        )
         for pipeline in range(3)
     ]
     assert parts[0][0].shape == (4, RESOLUTION, RESOLUTION, 3)
@@ -136,12 +156,12 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
 def test_truncated_shard_is_a_clear_error_naming_the_file(pyramid, tmp_path):
     copy = str(tmp_path / "copy")
     shutil.copytree(pyramid[0], copy)
-    shard = os.path.join(copy, "r03-00001.tfrecord")
-    with open(shard, "r+b") as handle:
+    shard = shard_file(copy, RESOLUTION, 1)
+    with open(os.path.join(copy, shard), "r+b") as handle:
         handle.truncate(100)
-    with pytest.raises(UserInputError, match=r"truncated or corrupt.*--verify.*r03-00001\.tfrecord"):
+    with pytest.raises(UserInputError, match=rf"truncated or corrupt.*--verify.*{shard}"):
         data.make_dataset(copy, RESOLUTION, 8)
-    with pytest.raises(UserInputError, match=r"r03-00001\.tfrecord"):
+    with pytest.raises(UserInputError, match=shard):
         next(data.iterate_images(copy, RESOLUTION, 8))
     data.make_dataset(copy, 4, 8)  # other levels stay usable
 
@@ -157,8 +177,8 @@ def test_manifest_that_does_not_match_the_files_is_a_clear_error(pyramid, tmp_pa
         json.dump(manifest, handle)
     with pytest.raises(UserInputError, match="do not add up"):
         data.make_dataset(copy, RESOLUTION, 8)
-    os.remove(os.path.join(copy, "r03-00002.tfrecord"))
-    with pytest.raises(UserInputError, match=r"missing.*r03-00002\.tfrecord"):
+    os.remove(os.path.join(copy, shard_file(copy, RESOLUTION, 2)))
+    with pytest.raises(UserInputError, match=rf"missing.*{shard_file(copy, RESOLUTION, 2)}"):
         data.make_dataset(copy, RESOLUTION, 8)
 
 
@@ -166,10 +186,32 @@ def test_manifest_that_does_not_match_the_files_is_a_clear_error(pyramid, tmp_pa
     "kwargs, message",
     [
         ({"global_batch_size": 10, "num_input_pipelines": 3}, "multiple of num_input_pipelines"),
-        ({"global_batch_size": 8, "num_input_pipelines": 2, "input_pipeline_id": 2}, r"input_pipeline_id must be in \[0, 2\)"),
+        (
+            {"global_batch_size": 8, "num_input_pipelines": 2, "input_pipeline_id": 2},
+            r"input_pipeline_id must be in \[0, 2\)",
+        ),
         ({"global_batch_size": 8, "skip_batches": -1}, "skip_batches must be >= 0"),
     ],
 )
 def test_bad_arguments_are_clear_errors(pyramid, kwargs, message):
     with pytest.raises(UserInputError, match=message):
         data.make_dataset(pyramid[0], RESOLUTION, **kwargs)
+
+
+def test_a_pyramid_on_another_tensorflow_filesystem_reads_the_same(pyramid):
+    """TF's in-memory ram:// filesystem stands in for gs:// and the like."""
+    import tensorflow as tf
+
+    pyramid_dir, _ = pyramid
+    remote = "ram://pipeline/faces"
+    tf.io.gfile.makedirs(remote)
+    for name in os.listdir(pyramid_dir):
+        tf.io.gfile.copy(os.path.join(pyramid_dir, name), f"{remote}/{name}", overwrite=True)
+    assert pyramid_check.check_pyramid(remote, verify=True) == data.load_manifest(pyramid_dir)
+    np.testing.assert_array_equal(
+        np.stack(take_batches(remote, 5, seed=6)), np.stack(take_batches(pyramid_dir, 5, seed=6))
+    )
+    np.testing.assert_array_equal(
+        np.concatenate(list(data.iterate_images(remote, 4, 16))),
+        np.concatenate(list(data.iterate_images(pyramid_dir, 4, 16))),
+    )

@@ -13,7 +13,7 @@ from PIL import Image
 
 from datasets import build
 from datasets.synthetic import synthetic_image
-from progan_tf import data
+from progan_tf import data, pyramid_check
 from progan_tf.errors import UserInputError
 from tests.conftest import REPO_ROOT
 
@@ -38,8 +38,13 @@ def read_level(pyramid_dir, resolution):
 
 
 def record_names(pyramid_dir):
-    with open(os.path.join(pyramid_dir, build.RECORD_NAMES_FILE)) as handle:
+    with open(os.path.join(pyramid_dir, data.load_manifest(pyramid_dir)["record_names_file"])) as handle:
         return handle.read().splitlines()
+
+
+def shard_path(pyramid_dir, resolution, index=0):
+    level = pyramid_check.find_level(data.load_manifest(pyramid_dir), pyramid_dir, resolution)
+    return os.path.join(pyramid_dir, level["shards"][index]["file"])
 
 
 def random_rgb(rng, size, height=None):
@@ -93,16 +98,25 @@ def folder_pyramid(image_folder, tmp_path_factory):
 def test_folder_build_reports_every_bad_file_by_reason(folder_pyramid):
     _, manifest = folder_pyramid
     by_file = {problem["file"]: (problem["reason"], problem["fatal"]) for problem in manifest["problems"]}
-    assert set(by_file) == {"b/corrupt.jpg", "b/truncated.png", "b/tiny.png", "a/img_0.webp",
-                            "b/gray.png", "b/rgba.png", "b/cmyk.jpg"}
+    assert set(by_file) == {
+        "b/corrupt.jpg",
+        "b/truncated.png",
+        "b/tiny.png",
+        "a/img_0.webp",
+        "b/gray.png",
+        "b/rgba.png",
+        "b/cmyk.jpg",
+    }
     assert by_file["b/corrupt.jpg"][0].startswith("corrupt or unreadable")
     assert by_file["b/truncated.png"][0].startswith("corrupt or unreadable")
     assert by_file["b/tiny.png"][0] == "smaller than 32x32 (16x16)"
     assert by_file["a/img_0.webp"][0] == "duplicate name (same as a/img_0.png)"
     assert all(by_file[name][1] is False for name in ("b/gray.png", "b/rgba.png", "b/cmyk.jpg"))
     summary = build.summarize_problems(manifest["problems"])
-    assert "skipped 2: corrupt or unreadable: b/corrupt.jpg, b/truncated.png" in summary or \
-        "skipped 2: corrupt or unreadable: b/truncated.png, b/corrupt.jpg" in summary
+    assert (
+        "skipped 2: corrupt or unreadable: b/corrupt.jpg, b/truncated.png" in summary
+        or "skipped 2: corrupt or unreadable: b/truncated.png, b/corrupt.jpg" in summary
+    )
     assert manifest["source"]["ignored_files"] == 1
     assert manifest["num_images"] == 11
 
@@ -125,12 +139,14 @@ def test_folder_build_pixels_and_pyramid_match_numpy(folder_pyramid, image_folde
 
 def test_rebuild_with_same_seed_is_byte_identical_without_workers(folder_pyramid, image_folder, tmp_path):
     _, manifest = folder_pyramid
-    again = build.build_pyramid(image_folder[0], str(tmp_path / "again"), RESOLUTION, seed=7, num_workers=0,
-                                progress=False)
+    again = build.build_pyramid(
+        image_folder[0], str(tmp_path / "again"), RESOLUTION, seed=7, num_workers=0, progress=False
+    )
     digests = lambda m: [shard["sha256"] for level in m["levels"] for shard in level["shards"]]
     assert digests(again) == digests(manifest)
-    other = build.build_pyramid(image_folder[0], str(tmp_path / "other"), RESOLUTION, seed=8, num_workers=0,
-                                progress=False)
+    other = build.build_pyramid(
+        image_folder[0], str(tmp_path / "other"), RESOLUTION, seed=8, num_workers=0, progress=False
+    )
     assert record_names(str(tmp_path / "other")) != record_names(str(tmp_path / "again"))
     assert sorted(record_names(str(tmp_path / "other"))) == sorted(record_names(str(tmp_path / "again")))
     assert other["num_images"] == again["num_images"]
@@ -150,8 +166,9 @@ def test_strict_fails_on_first_bad_file_and_leaves_nothing_behind(image_folder, 
 
 
 def test_non_square_skip_policy(image_folder, tmp_path):
-    manifest = build.build_pyramid(image_folder[0], str(tmp_path / "p"), RESOLUTION, non_square="skip",
-                                   num_workers=0, progress=False)
+    manifest = build.build_pyramid(
+        image_folder[0], str(tmp_path / "p"), RESOLUTION, non_square="skip", num_workers=0, progress=False
+    )
     reasons = {problem["file"]: problem["reason"] for problem in manifest["problems"]}
     assert reasons["a/wide.png"] == "not square (40x32)"
     assert manifest["num_images"] == 10
@@ -181,20 +198,30 @@ def test_refuses_to_overwrite_without_flag(folder_pyramid, image_folder):
 
 def test_cli_prints_one_error_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "datasets.build", "--source=synthetic", f"--output_dir={tmp_path / 'x'}",
-         "--resolution=100"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "datasets.build",
+            "--source=synthetic",
+            f"--output_dir={tmp_path / 'x'}",
+            "--resolution=100",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert error_lines == ["error: resolution must be a power of two >= 4 (4, 8, ..., 1024). Received: resolution=100"]
+    assert error_lines == ["error: resolution must be a power of two between 4 and 1024. Received: resolution=100"]
     assert "Traceback" not in result.stderr
 
 
 def test_synthetic_build_with_several_shards_round_trips_exactly(tmp_path):
     output = str(tmp_path / "synthetic")
-    manifest = build.build_pyramid("synthetic", output, 16, seed=5, num_images=24, shards_per_level=3,
-                                   num_workers=0, progress=False)
+    manifest = build.build_pyramid(
+        "synthetic", output, 16, seed=5, num_images=24, shards_per_level=3, num_workers=0, progress=False
+    )
     assert [len(level["shards"]) for level in manifest["levels"]] == [3, 3, 3]
     assert [shard["num_records"] for shard in manifest["levels"][0]["shards"]] == [8, 8, 8]
     full = read_level(output, 16)
@@ -202,13 +229,13 @@ def test_synthetic_build_with_several_shards_round_trips_exactly(tmp_path):
     np.testing.assert_array_equal(full, expected)
     for r in (4, 8):
         np.testing.assert_array_equal(read_level(output, r), np.stack([reference_pyramid(x)[r] for x in expected]))
-    assert build.verify_pyramid(output) == {"ok": True, "problems": [], "files_checked": 9}
+    assert pyramid_check.verify_pyramid(output) == {"ok": True, "problems": [], "files_checked": 9, "leftovers": []}
 
 
 def test_verify_reports_truncated_and_corrupted_shards_by_file(tmp_path):
     output = str(tmp_path / "p")
     build.build_pyramid("synthetic", output, 8, num_images=10, num_workers=0, progress=False)
-    truncated, flipped = os.path.join(output, "r03-00000.tfrecord"), os.path.join(output, "r02-00000.tfrecord")
+    truncated, flipped = shard_path(output, 8), shard_path(output, 4)
     with open(truncated, "r+b") as handle:
         handle.truncate(os.path.getsize(truncated) - 10)
     with open(flipped, "r+b") as handle:
@@ -216,17 +243,22 @@ def test_verify_reports_truncated_and_corrupted_shards_by_file(tmp_path):
         byte = handle.read(1)
         handle.seek(12 + 5)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    report = build.verify_pyramid(output)
+    report = pyramid_check.verify_pyramid(output)
     assert not report["ok"]
     assert len(report["problems"]) == 2
-    assert report["problems"][0].startswith("r02-00000.tfrecord: checksum mismatch (record 0 unreadable (DataLossError")
-    assert report["problems"][1].startswith("r03-00000.tfrecord: 2070 bytes, expected 2080 (10 records)")  # 10 * (8*8*3 + 16)
+    assert report["problems"][0].startswith(
+        f"{os.path.basename(flipped)}: checksum mismatch (record 0 unreadable (DataLossError: corrupted record"
+    )
+    assert report["problems"][1] == (  # 10 * (8*8*3 + 16) bytes
+        f"{os.path.basename(truncated)}: does not match the manifest (truncated or corrupt): 2070 bytes, expected 2080 "
+        "for 10 records"
+    )
 
 
 def test_verify_of_incomplete_build_is_a_clear_error(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(UserInputError, match=r"no manifest\.json.*incomplete build"):
-        build.verify_pyramid(str(tmp_path / "half"))
+        pyramid_check.verify_pyramid(str(tmp_path / "half"))
 
 
 def test_tfds_celeb_a_hq_from_manual_tar(tmp_path):
@@ -241,8 +273,13 @@ def test_tfds_celeb_a_hq_from_manual_tar(tmp_path):
             tar.add(path, arcname=path.name)
     output = str(tmp_path / "pyramid")
     manifest = build.build_pyramid(
-        "tfds:celeb_a_hq/8", output, 8, tfds_manual_dir=str(manual_dir), tfds_data_dir=str(tmp_path / "tfds"),
-        num_workers=0, progress=False,
+        "tfds:celeb_a_hq/8",
+        output,
+        8,
+        tfds_manual_dir=str(manual_dir),
+        tfds_data_dir=str(tmp_path / "tfds"),
+        num_workers=0,
+        progress=False,
     )
     assert manifest["num_images"] == 5 and manifest["source"]["kind"] == "tfds"
     full, low = read_level(output, 8), read_level(output, 4)
@@ -253,8 +290,9 @@ def test_tfds_celeb_a_hq_from_manual_tar(tmp_path):
 
 def test_tfds_unprepared_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(UserInputError, match="not prepared.*nothing is downloaded"):
-        build.build_pyramid("tfds:celeb_a_hq/8", str(tmp_path / "p"), 8, tfds_data_dir=str(tmp_path / "tfds"),
-                            progress=False)
+        build.build_pyramid(
+            "tfds:celeb_a_hq/8", str(tmp_path / "p"), 8, tfds_data_dir=str(tmp_path / "tfds"), progress=False
+        )
 
 
 @pytest.mark.realdata
@@ -269,7 +307,7 @@ def test_real_celebahq_1024_build(shared_data, tmp_path):
     manifest = build.build_pyramid(str(source), output, 1024, num_workers=2, progress=False)
     assert manifest["resolutions"] == [4, 8, 16, 32, 64, 128, 256, 512, 1024]
     assert manifest["num_images"] == 3 and manifest["problems"] == []
-    assert build.verify_pyramid(output)["ok"]
+    assert pyramid_check.verify_pyramid(output)["ok"]
     names = record_names(output)
     full = read_level(output, 1024)
     low = read_level(output, 16)
@@ -279,3 +317,76 @@ def test_real_celebahq_1024_build(shared_data, tmp_path):
         np.testing.assert_array_equal(low[index], reference_pyramid(full[index])[16])
     with open(os.path.join(output, "manifest.json")) as handle:
         assert json.load(handle)["levels"][-1]["record_bytes"] == 1024 * 1024 * 3
+
+
+def test_build_onto_another_tensorflow_filesystem_matches_a_local_build(tmp_path):
+    """TF's in-memory ram:// filesystem stands in for gs:// (no folder renames: built in place)."""
+    import tensorflow as tf
+
+    digests = lambda m: [shard["sha256"] for level in m["levels"] for shard in level["shards"]]  # noqa: E731
+    local = build.build_pyramid("synthetic", str(tmp_path / "p"), 8, num_images=10, num_workers=0, progress=False)
+    remote = build.build_pyramid("synthetic", "ram://build/p", 8, num_images=10, num_workers=0, progress=False)
+    assert digests(remote) == digests(local)
+    again = build.build_pyramid(
+        "synthetic", "ram://build/p", 8, num_images=10, seed=4, num_workers=0, progress=False, overwrite=True
+    )
+    assert pyramid_check.verify_pyramid("ram://build/p") == {
+        "ok": True,
+        "problems": [],
+        "files_checked": 2,
+        "leftovers": [],
+    }
+    assert sorted(tf.io.gfile.listdir("ram://build/p")) == sorted(
+        [
+            "manifest.json",
+            again["record_names_file"],
+            *(shard["file"] for level in again["levels"] for shard in level["shards"]),
+        ]
+    )
+
+
+def float32_reference_pyramid(image):
+    """The reference's math (PAPER_NOTES): float32 2x2 means of the unrounded level above, then rint/clip."""
+    current, levels = image.astype(np.float32), [image]
+    while current.shape[0] > 4:
+        current = (current[0::2, 0::2] + current[0::2, 1::2] + current[1::2, 0::2] + current[1::2, 1::2]) * np.float32(
+            0.25
+        )
+        levels.append(np.clip(np.rint(current), 0, 255).astype(np.uint8))
+    return levels[::-1], current
+
+
+def image_with_ties(rng, size, halvings):
+    """Blocks of 2**halvings pixels whose mean is exactly q + 0.5 (q even and odd): rint's tie cases."""
+    block, count, blocks = 1 << halvings, 1 << (2 * halvings), size >> halvings
+    totals = (2 * rng.integers(0, 255, (blocks, blocks, 3)) + 1) * (count // 2)  # mean q + 0.5, q in [0, 254]
+    values = totals[..., None] // count + (np.arange(count) < (totals % count)[..., None])
+    values = rng.permuted(values, axis=-1).reshape(blocks, blocks, 3, block, block)
+    return values.transpose(0, 3, 1, 4, 2).reshape(size, size, 3).astype(np.uint8)
+
+
+def test_integer_pyramid_is_bit_identical_to_the_float32_reference_including_ties():
+    from datasets.imaging import pyramid_levels
+
+    rng = np.random.default_rng(0)
+    images = [
+        random_rgb(rng, 1024),
+        np.full((1024, 1024, 3), 255, np.uint8),
+        np.zeros((8, 8, 3), np.uint8),
+        random_rgb(rng, 4),
+    ]
+    images += [image_with_ties(rng, 1024, halvings) for halvings in range(1, 9)]
+    for image in images:
+        expected, _ = float32_reference_pyramid(image)
+        levels = pyramid_levels(image)
+        assert [level.shape for level in levels] == [level.shape for level in expected]
+        for level, reference in zip(levels, expected):
+            np.testing.assert_array_equal(level, reference, err_msg=f"{image.shape} at {reference.shape[0]}")
+    # The tie images did exercise rint's half-to-even rule at their level, both ways.
+    for halvings in (1, 4, 8):
+        image = image_with_ties(np.random.default_rng(halvings), 1024, halvings)
+        blocks = 1024 >> halvings
+        means = image.astype(np.float64).reshape(blocks, 1 << halvings, blocks, 1 << halvings, 3).mean(axis=(1, 3))
+        assert np.all(means % 1 == 0.5)
+        rounded = pyramid_levels(image)[-1 - halvings].astype(np.float64)
+        assert np.all(rounded % 2 == 0) and np.any(rounded > means) and np.any(rounded < means)

@@ -58,17 +58,18 @@ def test_maps_concentrate_where_a_masked_critic_looks():
 
 
 def test_maps_of_the_runs_critic_for_real_and_generated_images(run):
-    from progan_tf import generate
+    from progan_tf import generators
+    from progan_tf.latents import seeded_latents
     from progan_tf.metrics import sources
 
     run_dir, data_dir = run
     checkpoints = sorted((run_dir / "checkpoints").iterdir())  # 16x16 fade-in (alpha 0.5), then stable
     for checkpoint, methods in ((checkpoints[0], explain.METHODS), (checkpoints[1], ("saliency", "gradcam"))):
-        generator, model, _, _ = generate.load_run_generator(run_dir, checkpoint)
+        generator, model, _, _ = generators.load_run_generator(run_dir, checkpoint)
         critic = model.d_model
         reals = np.concatenate(list(sources.pyramid_batches(str(data_dir), 16, limit=6))).astype(np.float32)
         reals = reals / 127.5 - 1.0
-        fakes = np.asarray(model.gs_model(generate.seeded_latents(0, 6, 16)))
+        fakes = np.asarray(model.gs_model(seeded_latents(0, 6, 16)))
         explainer = explain.CriticExplainer(critic, batch_size=explain.critic_batch_size(4, 6))
         for images, sign in ((reals, 1.0), (fakes, -1.0)):
             maps, scores = explain.explain_images(critic, images, sign, methods, explainer=explainer)

@@ -5,14 +5,17 @@ import sys
 
 import pytest
 
+from progan_tf.cli.train import train_config_from_flags
 from progan_tf.errors import UserInputError
-from progan_tf.flags import FLAGS, train_config_from_flags
+from progan_tf.flags import FLAGS, define_flags
 from progan_tf.schedule import FADE_IN, phases
 from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture
 def parse():
+    define_flags()
+
     def parse_flags(*args):
         FLAGS.unparse_flags()
         FLAGS(["main.py", *args])
@@ -22,26 +25,78 @@ def parse():
     FLAGS.unparse_flags()
 
 
-def test_celebahq_flagfile_is_the_reference_preset(parse):
-    parse(f"--flagfile={REPO_ROOT}/experiments/celebahq.flags")
-    config = train_config_from_flags()
+RESOLUTIONS = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# PAPER_NOTES.md, Training (corrected 2026-12-01): the reference v2 presets' global minibatch and
+# learning rate per resolution, and the paper's own (v1) runs.
+PRESETS = {
+    "celebahq": (
+        {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4},
+        {1024: 0.0015},
+    ),
+    "celebahq_2gpu": (
+        {4: 256, 8: 256, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 8, 1024: 8},
+        {512: 0.0015, 1024: 0.002},
+    ),
+    "celebahq_4gpu": (
+        {4: 512, 8: 256, 16: 128, 32: 64, 64: 32, 128: 16, 256: 16, 512: 16, 1024: 16},
+        {256: 0.0015, 512: 0.002, 1024: 0.003},
+    ),
+    "celebahq_8gpu": (
+        {4: 512, 8: 256, 16: 128, 32: 64, 64: 32, 128: 32, 256: 32, 512: 32, 1024: 32},
+        {128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003},
+    ),
+    "celebahq_paper": (
+        {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3},
+        {},
+    ),
+}
+
+
+def _check_common_settings(config):
     assert (config.network.resolution, config.network.latent_size, config.network.fmap_base) == (1024, 512, 8192)
+    assert (config.network.fmap_max, config.network.fmap_decay, config.network.fused_resample) == (512, 1.0, "auto")
+    assert (config.loss.gp_weight, config.loss.drift_weight, config.optimizer.ema_beta) == (10.0, 0.001, 0.999)
+    assert (config.optimizer.beta_1, config.optimizer.beta_2) == (0.0, 0.99)
+    assert config.loss.gp_reference_scaling and config.mirror_augment and not config.mixed_precision
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_celebahq_presets_are_the_reference_tables(parse, preset):
+    parse(f"--flagfile={REPO_ROOT}/experiments/{preset}.flags")
+    config = train_config_from_flags(FLAGS)
+    _check_common_settings(config)
+    batches, rates = PRESETS[preset]
+    assert {r: config.schedule.batch_size(r) for r in RESOLUTIONS} == batches
+    assert {r: config.schedule.lr(r) for r in RESOLUTIONS} == {r: rates.get(r, 0.001) for r in RESOLUTIONS}
+    # Every phase uses its resolution's entries (a fade the new resolution's).
+    for phase in phases(config.schedule):
+        expected = (batches[phase.resolution], rates.get(phase.resolution, 0.001))
+        assert (phase.batch_size, phase.learning_rate) == expected
+    assert config.run_dir == f"runs/{preset.replace('celebahq', 'celebahq-1024').replace('_', '-')}"
+
+
+@pytest.mark.parametrize("preset", ["celebahq", "celebahq_2gpu", "celebahq_4gpu", "celebahq_8gpu"])
+def test_v2_presets_timeline(parse, preset):
+    parse(f"--flagfile={REPO_ROOT}/experiments/{preset}.flags")
+    config = train_config_from_flags(FLAGS)
     all_phases = phases(config.schedule)
     assert len(all_phases) == 17
     fade_1024 = next(p for p in all_phases if p.resolution == 1024 and p.kind == FADE_IN)
     assert fade_1024.start_kimg == 9000 and all_phases[-1].end_kimg == 12000
-    assert [config.schedule.batch_size(r) for r in (4, 32, 128, 1024)] == [128, 64, 16, 4]
-    assert (config.gp_weight, config.drift_weight, config.ema_beta, config.adam_beta_1, config.adam_beta_2) == (
-        10.0, 0.001, 0.999, 0.0, 0.99)
-    assert config.gp_reference_scaling and config.mirror_augment
+    assert (config.network.mbstd_group_size, config.schedule.lr_rampup_kimg) == (4, 0.0)
 
 
-def test_8gpu_flagfile_overrides_batches_and_learning_rates(parse):
-    parse(f"--flagfile={REPO_ROOT}/experiments/celebahq_8gpu.flags")
-    config = train_config_from_flags()
-    assert config.network.resolution == 1024
-    assert [config.schedule.batch_size(r) for r in (4, 8, 16, 1024)] == [512, 256, 128, 4]
-    assert [config.schedule.lr(r) for r in (64, 128, 256, 512, 1024)] == [0.001, 0.0015, 0.002, 0.003, 0.003]
+def test_paper_preset_timeline_groups_and_ramp(parse):
+    parse(f"--flagfile={REPO_ROOT}/experiments/celebahq_paper.flags")
+    config = train_config_from_flags(FLAGS)
+    all_phases = phases(config.schedule)
+    assert [(p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in all_phases[:3]] == [
+        (4, "stabilize", 0, 800), (8, FADE_IN, 800, 1600), (8, "stabilize", 1600, 2400)]
+    fade_1024 = next(p for p in all_phases if p.resolution == 1024 and p.kind == FADE_IN)
+    assert (fade_1024.start_kimg, all_phases[-1].end_kimg) == (12000, 19000)
+    assert (config.network.mbstd_group_size, config.schedule.lr_rampup_kimg) == (16, 40.0)
+    # Groups of min(16, minibatch): the whole minibatch of 14, 6 and 3 at 256, 512 and 1024.
+    assert [min(16, config.schedule.batch_size(r)) for r in (128, 256, 512, 1024)] == [16, 14, 6, 3]
 
 
 @pytest.mark.parametrize(
@@ -51,20 +106,22 @@ def test_8gpu_flagfile_overrides_batches_and_learning_rates(parse):
         (["--batch_sizes=4"], "Received: batch_sizes=4"),
         (["--batch_sizes=5:16"], "Received: batch_sizes resolution=5"),
         (["--learning_rates=8:-1"], "values must be positive. Received: 8:-1"),
-        (["--batch_sizes=4:6"], r"group size 4 \(--mbstd_group_size\). Received: batch_size=6"),
+        (["--batch_sizes=4:6"], r"--mbstd_group_size\) must be divisible by the minibatch-stddev group size 4. "
+                                r"Received: batch_size=6"),
         (["--resolution=100"], "Received: resolution=100"),
     ],
 )
 def test_bad_values_are_user_errors(parse, args, message):
     parse("--data_dir=somewhere", *args)
     with pytest.raises(UserInputError, match=message):
-        train_config_from_flags()
+        train_config_from_flags(FLAGS)
 
 
 def test_dry_run_prints_config_and_schedule_and_trains_nothing(tmp_path):
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "main.py", f"--flagfile={REPO_ROOT}/experiments/demo.flags", f"--run_dir={run_dir}", "--dry_run"],
+        [sys.executable, "main.py", f"--flagfile={REPO_ROOT}/experiments/demo.flags", f"--run_dir={run_dir}",
+         "--dry_run"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,6 +1,6 @@
 """--mode=generate: the SavedModel and the checkpoint's EMA generator agree; strips, walks and files.
 
-`tiny_run` (also used by test_explain.py and test_metrics_cli.py) writes a real run directory
+`tiny_run` (also used by test_explain.py and test_report.py) writes a real run directory
 without training: config.json, two checkpoints (16x16 fade-in at alpha 0.5, 16x16 stabilised) and
 the export of the EMA generator. The EMA weights are perturbed away from G's so that using the raw
 generator instead of the EMA one would show.
@@ -28,10 +28,10 @@ def tiny_run(tmp_path_factory):
     from datasets.build import build_pyramid
     from progan_tf import checkpoint as ckpt_lib
     from progan_tf import export
+    from progan_tf.config import TrainConfig
     from progan_tf.networks import NetworkConfig
     from progan_tf.progan import ProGAN
     from progan_tf.schedule import ScheduleConfig, phase_at
-    from progan_tf.training import TrainConfig
 
     root = tmp_path_factory.mktemp("tiny_run")
     data_dir, run_dir = root / "data", root / "run"
@@ -74,8 +74,9 @@ def run_main(*args, timeout=240):
 def main_in_process(capsys, *args):
     """Runs main.py's `main` in this process with `args` as flags; returns (exit code, stderr)."""
     import main as main_module
-    from progan_tf.flags import FLAGS
+    from progan_tf.flags import FLAGS, define_flags
 
+    define_flags()
     FLAGS.unparse_flags()
     try:
         FLAGS(["main.py", *args])
@@ -91,14 +92,15 @@ def run(tmp_path_factory):
 
 
 def test_savedmodel_matches_the_checkpoints_ema_generator(run):
-    from progan_tf import generate, images
+    from progan_tf import generators, images
+    from progan_tf.latents import seeded_latents
 
     run_dir, _ = run
-    from_run, model, _, saved = generate.load_run_generator(run_dir)
-    from_export = generate.load_savedmodel(run_dir / "export")
+    from_run, model, _, saved = generators.load_run_generator(run_dir)
+    from_export = generators.load_savedmodel(run_dir / "export")
     assert saved.images_shown == 640
     assert (from_run.latent_size, from_run.resolution) == (from_export.latent_size, from_export.resolution) == (16, 16)
-    latents = generate.seeded_latents(5, 12, LATENT_SIZE)
+    latents = seeded_latents(5, 12, LATENT_SIZE)
     a, b = from_run(latents, batch_size=5), from_export(latents)
     assert a.dtype == b.dtype == np.uint8 and a.shape == (12, 16, 16, 3)
     assert np.abs(a.astype(int) - b).max() <= 1
@@ -142,16 +144,17 @@ def _tiles(strip, count, resolution):
 
 
 def test_generate_outputs_files_strip_endpoints_and_gif(run, tmp_path):
-    from progan_tf import generate
+    from progan_tf import generate, generators
+    from progan_tf.latents import seeded_latents
 
     run_dir, _ = run
-    generator = generate.load_run_generator(run_dir)[0]
+    generator = generators.load_run_generator(run_dir)[0]
     written = generate.generate_outputs(generator, tmp_path, num_images=5, seed=2, interpolation_steps=6,
                                         walk_keyframes=3, frame_ms=50)
     assert [p.name for p in written["images"]] == [f"image-{i:04d}.png" for i in range(5)]
     singles = [np.asarray(Image.open(p)) for p in written["images"]]
     assert all(s.shape == (16, 16, 3) for s in singles)
-    latents = generate.seeded_latents(2, 5, LATENT_SIZE)
+    latents = seeded_latents(2, 5, LATENT_SIZE)
     assert np.abs(np.stack(singles).astype(int) - generator(latents)).max() == 0
     grid = np.asarray(Image.open(written["grid"]))
     assert grid.shape == (2 * 128, 3 * 128, 3)
@@ -170,7 +173,7 @@ def test_generate_outputs_files_strip_endpoints_and_gif(run, tmp_path):
         assert gif.size == (128, 128)
         gif.seek(0)
         first = np.asarray(gif.convert("RGB"))[::8, ::8]
-    keyframe = generator(generate.normalize_latents(generate.seeded_latents(3, 3, LATENT_SIZE))[:1])[0]
+    keyframe = generator(generate.normalize_latents(seeded_latents(3, 3, LATENT_SIZE))[:1])[0]
     # GIF palettes quantise colours; the first frame is keyframe 0 up to that.
     assert np.abs(first.astype(int) - keyframe).mean() < 6
 
@@ -183,13 +186,14 @@ def test_generate_cli_from_savedmodel_and_bad_paths(run, tmp_path, capsys):
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["grid.png", "image-0000.png", "image-0001.png", "image-0002.png", "image-0003.png",
-                     "interpolation.png", "walk.gif"]
+                     "interpolation.png", "walk.gif", "walk.mp4"]
     with Image.open(out / "walk.gif") as gif:
         assert gif.n_frames == 6
     # Same seed from the checkpoint (in-process): the same images up to rounding.
-    from progan_tf import generate
+    from progan_tf import generate, generators
 
-    again = generate.generate_outputs(generate.load_run_generator(run_dir)[0], tmp_path / "again", num_images=4, seed=2)
+    from_run = generators.load_run_generator(run_dir)[0]
+    again = generate.generate_outputs(from_run, tmp_path / "again", num_images=4, seed=2)
     for path in again["images"]:
         diff = np.abs(np.asarray(Image.open(path)).astype(int) - np.asarray(Image.open(out / path.name)))
         assert diff.max() <= 1
@@ -203,3 +207,66 @@ def test_generate_cli_from_savedmodel_and_bad_paths(run, tmp_path, capsys):
     code, err = main_in_process(capsys, "--mode=generate", f"--run_dir={run_dir}",
                                 f"--checkpoint={tmp_path / 'nope.npz'}")
     assert code == 1 and err.count("\n") == 1 and "nope.npz" in err
+
+
+def test_walk_mp4_decodes_to_the_walk_frames(run, tmp_path):
+    import imageio.v2 as imageio
+
+    from progan_tf import generate, generators
+
+    run_dir, _ = run
+    generator = generators.load_run_generator(run_dir)[0]
+    written = generate.generate_outputs(generator, tmp_path, num_images=2, seed=4, interpolation_steps=5,
+                                        walk_keyframes=2, video_fps=10, video_size=64)
+    assert written["video"] == tmp_path / "walk.mp4" and not list(tmp_path.glob("*.tmp*"))
+    with imageio.get_reader(written["video"], format="FFMPEG") as reader:
+        assert reader.get_meta_data()["fps"] == 10
+        decoded = np.stack([frame for frame in reader.iter_data()])
+    assert decoded.shape == (2 * 5, 64, 64, 3)
+    keyframes = generate.seeded_latents(5, 2, LATENT_SIZE)
+    expected = generator(generate.walk_latents(keyframes, 5)).repeat(4, axis=1).repeat(4, axis=2)
+    # H.264 at high quality: close to the nearest-enlarged frames, and the frames are in order.
+    errors = np.abs(decoded.astype(int) - expected).mean(axis=(1, 2, 3))
+    assert errors.max() < 8, errors
+    assert np.abs(decoded[0].astype(int) - expected[5]).mean() > errors[0]
+
+
+def test_walk_falls_back_to_gif_only_without_a_video_writer(run, tmp_path, monkeypatch, capsys):
+    from progan_tf import generate, generators
+
+    run_dir, _ = run
+    # A real user environment: IMAGEIO_FFMPEG_EXE names an ffmpeg that is not there.
+    out = tmp_path / "no-ffmpeg"
+    env = subprocess_env()
+    env["IMAGEIO_FFMPEG_EXE"] = str(tmp_path / "missing" / "ffmpeg")
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "--mode=generate",
+                             f"--savedmodel={run_dir / 'export'}", f"--output_dir={out}", "--num_images=2",
+                             "--interpolation_steps=3", "--walk_keyframes=2"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    notes = [line for line in result.stdout.splitlines() if "walk.mp4" in line]
+    assert len(notes) == 1 and notes[0].startswith("walk.mp4 not written: IMAGEIO_FFMPEG_EXE names")
+    assert notes[0].endswith("the walk is walk.gif only")
+    assert (out / "walk.gif").is_file() and not list(out.glob("walk*.mp4"))
+    # The package itself missing (an import that fails, as in an environment without it).
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    frames = generators.generator_from_keras(generators.load_run_generator(run_dir)[1].gs_model)(
+        generate.seeded_latents(1, 3, LATENT_SIZE))
+    written = generate.save_walk(tmp_path, frames)
+    assert set(written) == {"walk"} and not (tmp_path / "walk.mp4").exists()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["walk.mp4 not written: the Python package imageio_ffmpeg is not installed "
+                       "(pip install imageio imageio-ffmpeg); the walk is walk.gif only"]
+
+
+def test_save_mp4_checks_its_size_and_rate(tmp_path):
+    from progan_tf import generate
+    from progan_tf.errors import UserInputError
+
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    with pytest.raises(UserInputError, match="multiple of 16"):
+        generate.save_mp4(tmp_path / "a.mp4", frames, size=40)
+    with pytest.raises(UserInputError, match="frame rate"):
+        generate.save_mp4(tmp_path / "a.mp4", frames, fps=0)
+    # Frames that do not divide the size are resized smoothly, single-channel ones made RGB.
+    assert generate.video_frame(np.zeros((24, 24, 1), np.uint8), 64).shape == (64, 64, 3)

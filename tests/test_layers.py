@@ -155,7 +155,7 @@ def test_minibatch_stddev_matches_numpy(batch, group_size):
 
 
 def test_minibatch_stddev_rejects_indivisible_batch():
-    with pytest.raises(ValueError, match="divisible by its group size 4. Received: batch_size=6"):
+    with pytest.raises(ValueError, match="divisible by the minibatch-stddev group size 4. Received: batch_size=6"):
         MinibatchStdDev(group_size=4)(np.zeros((6, 4, 4, 2), "float32"))
 
 

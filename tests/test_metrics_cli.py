@@ -1,4 +1,4 @@
-"""--mode=evaluate (progan_tf.metrics.cli) and the periodic small-sample SWD."""
+"""--mode=evaluate (progan_tf.cli.evaluate, progan_tf.metrics.report) and the periodic small-sample SWD."""
 
 import json
 
@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 
 from progan_tf.errors import UserInputError
-from progan_tf.metrics import cli as metrics_cli
-from progan_tf.metrics import sources
+from progan_tf.metrics import report, sources
 from progan_tf.metrics.evaluate import evaluate
 from progan_tf.metrics.periodic import small_swd
 from tests.test_generate import main_in_process, run_main, tiny_run
@@ -27,13 +26,13 @@ def write_folder(folder, images):
 
 
 def test_metric_names_and_result_file_names():
-    assert metrics_cli.metric_names(["swd", "msssim", "FID", "ms_ssim"]) == ["swd", "ms_ssim", "fid"]
-    assert metrics_cli.metric_names(["msssim_real"]) == ["ms_ssim_real"]
+    assert report.metric_names(["swd", "msssim", "FID", "ms_ssim"]) == ["swd", "ms_ssim", "fid"]
+    assert report.metric_names(["msssim_real"]) == ["ms_ssim_real"]
     with pytest.raises(UserInputError, match="Received: metrics=swd,psnr"):
-        metrics_cli.metric_names(["swd", "psnr"])
-    assert metrics_cli.results_file_name(0.64) == "metrics-kimg000000.640.json"
-    assert metrics_cli.results_file_name().startswith("metrics-2")
-    record = metrics_cli.stats_record({"swd_avg": 1.5, "num_images": {"real": 4, "fake": 4}}, 0.64, "c.npz")
+        report.metric_names(["swd", "psnr"])
+    assert report.results_file_name(0.64) == "metrics-kimg000000.640.json"
+    assert report.results_file_name().startswith("metrics-2")
+    record = report.stats_record({"swd_avg": 1.5, "num_images": {"real": 4, "fake": 4}}, 0.64, "c.npz")
     assert record == {"kind": "evaluate", "kimg": 0.64, "checkpoint": "c.npz", "swd_avg": 1.5,
                       "num_images_real": 4, "num_images_fake": 4}
 

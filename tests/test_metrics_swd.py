@@ -150,5 +150,5 @@ def test_unequal_counts_and_bad_sizes_are_user_errors():
     rng = np.random.default_rng(5)
     with pytest.raises(UserInputError, match="Received: real=768, fake=1024"):
         _swd(smooth_images(rng, 6), smooth_images(rng, 8))
-    with pytest.raises(UserInputError, match="Received: resolution=24"):
+    with pytest.raises(UserInputError, match="power of two >= 16. Received: SWD resolution=24"):
         swd.SWDDescriptors().update(np.zeros((2, 24, 24, 3), np.uint8))

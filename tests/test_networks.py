@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from progan_tf.errors import UserInputError
+from progan_tf.layers import EqualizedConv2D
 from progan_tf.networks import GrowingDiscriminator, GrowingGenerator, NetworkConfig
 
 SMALL = NetworkConfig(resolution=32, latent_size=16, fmap_base=128, fmap_max=32)
@@ -147,6 +148,54 @@ def test_fused_discriminator_pools_before_the_activation():
     for layer in plain.blocks[4]:
         h = layer(h)
     np.testing.assert_allclose(as_numpy(fused.model(32)(x)), as_numpy(h), rtol=1e-4, atol=1e-4)
+
+
+def _critic_block_kinds(discriminator, res):
+    kinds = []
+    for layer in discriminator.blocks[res]:
+        kind = type(layer).__name__
+        if isinstance(layer, EqualizedConv2D) and layer.resample:
+            kind += f"[{layer.resample}]"
+        kinds.append(kind)
+    return kinds
+
+
+def test_default_critic_is_the_papers_unfused_form_at_every_resolution():
+    # The paper's critic block: conv, LReLU, conv, LReLU, 2x2 average pool, at 8x8 .. 128x128 (the
+    # old "auto" fused it from 128 px: a different function). The default generator still fuses
+    # from 128 px, which computes the same function as upsample + conv.
+    keras.utils.set_random_seed(12)
+    kwargs = dict(resolution=128, latent_size=8, fmap_base=256, fmap_max=8)
+    paper = NetworkConfig(**kwargs)
+    assert paper.fused_resample == "auto"
+    g_paper, d_paper = GrowingGenerator(paper).build_all(), GrowingDiscriminator(paper).build_all()
+    plain = ["EqualizedConv2D", "LeakyReLU", "EqualizedConv2D", "LeakyReLU", "AveragePooling2D"]
+    for res in (8, 16, 32, 64, 128):
+        assert _critic_block_kinds(d_paper, res) == plain
+    assert g_paper.blocks[128][0].resample == "up" and g_paper.blocks[64][1].resample is None
+
+    never = NetworkConfig(**kwargs, fused_resample="never")
+    tf1 = NetworkConfig(**kwargs, fused_resample="always")
+    g_never, d_never = GrowingGenerator(never).build_all(), GrowingDiscriminator(never).build_all()
+    d_tf1 = GrowingDiscriminator(tf1).build_all()
+    for res in (8, 128):
+        assert _critic_block_kinds(d_tf1, res) == ["EqualizedConv2D", "LeakyReLU", "EqualizedConv2D[down]", "LeakyReLU"]
+    local_rng = np.random.default_rng(12)
+    for network in (g_paper, d_paper):
+        for weight in network.trainable_weights:
+            if weight.name == "bias":
+                weight.assign(local_rng.normal(size=weight.shape).astype("float32"))
+    g_never.set_weight_values(g_paper.get_weight_values())
+    d_never.set_weight_values(d_paper.get_weight_values())
+    d_tf1.set_weight_values(d_paper.get_weight_values())
+    z = local_rng.normal(size=(4, 8)).astype("float32")
+    x = local_rng.normal(size=(4, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(as_numpy(g_paper.model(128)(z)), as_numpy(g_never.model(128)(z)), rtol=1e-4, atol=1e-4)
+    paper_scores = as_numpy(d_paper.model(128)(x))
+    np.testing.assert_allclose(paper_scores, as_numpy(d_never.model(128)(x)), rtol=1e-5, atol=1e-5)
+    # The TF1 critic is another function of the same weights (pool before the activation): far
+    # more than the 1e-5 the equal forms agree to.
+    assert np.max(np.abs(paper_scores - as_numpy(d_tf1.model(128)(x)))) > 1e-3
 
 
 def test_stage_model_keras_file_round_trip(tmp_path):

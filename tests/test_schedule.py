@@ -1,13 +1,24 @@
 """The growth schedule against the paper's CelebA-HQ timeline (600k images per fade and per
 stabilisation, 12M images in all, 1024x1024), worked out by hand below."""
 
+import math
+
 import pytest
 
 from progan_tf.errors import UserInputError
-from progan_tf.schedule import FADE_IN, STABILIZE, ScheduleConfig, format_schedule, phase_at, phases
+from progan_tf.schedule import (
+    FADE_IN,
+    STABILIZE,
+    ScheduleConfig,
+    format_schedule,
+    learning_rate_at,
+    lr_rampup,
+    phase_at,
+    phases,
+)
 
-# The paper's 8-GPU global minibatches and learning rates (PAPER_NOTES.md, Training).
-BATCHES = ((4, 512), (8, 256), (16, 128), (32, 64), (64, 32), (128, 16), (256, 8), (512, 4), (1024, 4))
+# The reference's 8-GPU global minibatches and learning rates (PAPER_NOTES.md, Training).
+BATCHES = ((4, 512), (8, 256), (16, 128), (32, 64), (64, 32), (128, 32), (256, 32), (512, 32), (1024, 32))
 RATES = ((128, 0.0015), (256, 0.002), (512, 0.003), (1024, 0.003))
 CELEBAHQ = ScheduleConfig(
     final_resolution=1024,
@@ -67,13 +78,13 @@ def test_fade_into_1024_starts_at_9000_kimg():
         (2_000_000, 16, FADE_IN, 128, 0.001),
         (4_000_000, 32, STABILIZE, 64, 0.001),
         (5_000_000, 64, STABILIZE, 32, 0.001),
-        (5_500_000, 128, FADE_IN, 16, 0.0015),
-        (7_000_000, 256, FADE_IN, 8, 0.002),
-        (8_500_000, 512, STABILIZE, 4, 0.003),
-        (9_300_000, 1024, FADE_IN, 4, 0.003),
-        (11_999_999, 1024, STABILIZE, 4, 0.003),
-        (12_000_000, 1024, STABILIZE, 4, 0.003),  # at and after the end: the last phase
-        (20_000_000, 1024, STABILIZE, 4, 0.003),
+        (5_500_000, 128, FADE_IN, 32, 0.0015),
+        (7_000_000, 256, FADE_IN, 32, 0.002),
+        (8_500_000, 512, STABILIZE, 32, 0.003),
+        (9_300_000, 1024, FADE_IN, 32, 0.003),
+        (11_999_999, 1024, STABILIZE, 32, 0.003),
+        (12_000_000, 1024, STABILIZE, 32, 0.003),  # at and after the end: the last phase
+        (20_000_000, 1024, STABILIZE, 32, 0.003),
     ],
 )
 def test_phase_at_given_image_counts(images_shown, resolution, kind, batch, lr):
@@ -175,8 +186,8 @@ def test_format_schedule_rows():
     assert set(lines[1]) == {"-"}
     assert lines[2].split() == ["0", "4x4", "stabilize", "0", "-", "600", "512", "0.001"]
     assert lines[3].split() == ["1", "8x8", "fade_in", "600", "-", "1200", "256", "0.001"]
-    assert lines[-2].split() == ["15", "1024x1024", "fade_in", "9000", "-", "9600", "4", "0.003"]
-    assert lines[-1].split() == ["16", "1024x1024", "stabilize", "9600", "-", "12000", "4", "0.003"]
+    assert lines[-2].split() == ["15", "1024x1024", "fade_in", "9000", "-", "9600", "32", "0.003"]
+    assert lines[-1].split() == ["16", "1024x1024", "stabilize", "9600", "-", "12000", "32", "0.003"]
     # Fixed-width columns: every row is as wide as the header.
     assert {len(line) for line in lines[2:]} == {len(lines[0])}
 
@@ -193,3 +204,62 @@ def test_fade_cut_short_by_total_kimg_keeps_the_nominal_alpha_rate():
     # Half of the nominal 1-kimg fade has passed at the (truncated) end: alpha is 0.5, not 1.
     assert fade.alpha(1500) == pytest.approx(0.5)
     assert fade.alpha(1250) == pytest.approx(0.25)
+
+
+def test_a_run_can_start_stabilising_an_imported_resolution():
+    # The released 1024x1024 network (lod 0, image count unknown): the run stabilises 1024 from 0.
+    config = ScheduleConfig(final_resolution=1024, total_kimg=500, start_resolution=1024)
+    assert [(p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in phases(config)] == [(1024, STABILIZE, 0, 500)]
+    # A 256x256 snapshot at 7500 kimg (lod 2): stabilise 256 for 600 kimg, then grow as usual.
+    config = ScheduleConfig(final_resolution=1024, total_kimg=12000, start_resolution=256, start_kimg=7500)
+    got = [(p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in phases(config)]
+    assert got == [(256, STABILIZE, 7500, 8100), (512, FADE_IN, 8100, 8700), (512, STABILIZE, 8700, 9300),
+                   (1024, FADE_IN, 9300, 9900), (1024, STABILIZE, 9900, 12000)]
+    assert phase_at(config, 7_500_000).index == 0
+
+
+def test_a_run_can_start_inside_an_imported_fade():
+    # A snapshot at 6900 kimg with lod 2.5 under the 600/600 schedule: half way into the 256 fade,
+    # which began at 6600 kimg (the reference timeline's own fade).
+    config = ScheduleConfig(final_resolution=1024, total_kimg=12000, start_resolution=256, start_kimg=6900,
+                            start_alpha=0.5)
+    first = phases(config)[0]
+    assert (first.resolution, first.kind, first.start_kimg, first.end_kimg) == (256, FADE_IN, 6600, 7200)
+    assert first.alpha(6_900_000) == pytest.approx(0.5) and first.alpha(7_050_000) == pytest.approx(0.75)
+    reference = phases(CELEBAHQ)
+    assert [(p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in phases(config)] == [
+        (p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in reference[11:]]
+    # With an unknown image count (0) the fade's past part lies before 0: alpha is still 0.5.
+    config = ScheduleConfig(final_resolution=256, total_kimg=1000, start_resolution=256, start_alpha=0.5)
+    first = phase_at(config, 0)
+    assert (first.kind, first.start_kimg, first.end_kimg, first.alpha(0)) == (FADE_IN, -300, 300, 0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"start_resolution": 12}, "start_resolution=12"),
+        ({"start_resolution": 2048}, "start_resolution=2048"),
+        ({"final_resolution": 64, "start_resolution": 128}, "start_resolution=128"),
+        ({"start_resolution": 4, "start_alpha": 0.5}, "start_alpha=0.5"),
+        ({"start_resolution": 8, "start_alpha": 0.0}, "start_alpha=0.0"),
+        ({"start_kimg": 12000}, "start_kimg=12000"),
+        ({"lr_rampup_kimg": -1}, "lr_rampup_kimg=-1"),
+    ],
+)
+def test_bad_starts_are_rejected(kwargs, message):
+    with pytest.raises(UserInputError, match=f"Received: {message}"):
+        ScheduleConfig(**kwargs)
+
+
+def test_lr_rampup_is_the_theano_codes_s_curve():
+    # exp(-5 (1 - t)^2) for t = kimg / 40 below 1, then 1; no ramp when the length is 0.
+    assert lr_rampup(0, 40) == pytest.approx(math.exp(-5))
+    assert lr_rampup(20, 40) == pytest.approx(math.exp(-1.25))
+    assert lr_rampup(30, 40) == pytest.approx(math.exp(-5 / 16))
+    assert lr_rampup(40, 40) == 1.0 and lr_rampup(1000, 40) == 1.0
+    assert lr_rampup(0, 0) == 1.0
+    config = ScheduleConfig(final_resolution=1024, learning_rates=((1024, 0.0015),), lr_rampup_kimg=40)
+    first = phases(config)[0]
+    assert learning_rate_at(config, first, 10_000) == pytest.approx(0.001 * math.exp(-5 * 0.75**2))
+    assert learning_rate_at(config, phases(config)[-1], 9_600_000) == pytest.approx(0.0015)

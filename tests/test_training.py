@@ -347,11 +347,12 @@ def test_sigkill_mid_fade_then_resume_reproduces_the_uninterrupted_run(pyramid, 
     assert reference.returncode == 0, err[-4000:]
 
     lines = resumed.stdout.splitlines()
-    assert lines[0] == f"resumed from {saved[resume_point]} at kimg {resume_point / 1000:.3f}"
+    assert lines[0].startswith("devices: ")
+    assert lines[1] == f"resumed from {saved[resume_point]} at kimg {resume_point / 1000:.3f}"
     phase_lines = [line for line in lines if line.startswith("phase ")]
     assert phase_lines[0] == "phase 1: 8x8 fade_in kimg 0.032-0.16, batch 8, lr 0.001"
     ticks = [line for line in lines if line.startswith("tick ")]
-    first_tick_kimg = float(ticks[0].split()[3])
+    first_tick_kimg = float(ticks[0].split()[3].split("/")[0])  # "kimg 0.064/0.192 (33.3%)"
     assert resume_point / 1000 < first_tick_kimg <= resume_point / 1000 + 0.032
     assert lines[-1].startswith("done: kimg 0.192")
     assert out.splitlines()[-1].startswith("done: kimg 0.192")
@@ -369,7 +370,7 @@ def test_sigkill_mid_fade_then_resume_reproduces_the_uninterrupted_run(pyramid, 
         a = helpers.checkpoint_weights(_checkpoints(killed_dir)[n])
         b = helpers.checkpoint_weights(expected[n])
         worst = max(worst, helpers.max_abs_difference(a, b))
-        assert helpers.checkpoint_meta(_checkpoints(killed_dir)[n]) == helpers.checkpoint_meta(expected[n])
+        assert helpers.checkpoint_position(_checkpoints(killed_dir)[n]) == helpers.checkpoint_position(expected[n])
     print(f"resumed from {resume_point} images; max |resumed - uninterrupted| = {worst:.3g}")
     assert worst == 0.0
 

@@ -3,6 +3,34 @@
 import keras
 from keras import ops
 
+from progan_tf.errors import UserInputError
+
+
+def checked_group_size(batch_size, group_size, batch_name="The batch"):
+    """The group size G = min(group_size, batch_size) that `MinibatchStdDev(group_size)` uses on a batch.
+
+    The one check that a batch splits into minibatch-stddev groups, made by the layer itself and,
+    before any work, for every phase of a run.
+
+    Args:
+        batch_size: samples in the batch the layer sees (per replica under a distribution strategy).
+        group_size: the layer's `group_size`.
+        batch_name: how the error message calls the batch, e.g. "The 16x16 batch size".
+
+    Returns:
+        The group size G.
+
+    Raises:
+        UserInputError (a ValueError): G does not divide `batch_size`.
+    """
+    group = min(int(group_size), int(batch_size))
+    if batch_size % group:
+        raise UserInputError(
+            f"{batch_name} must be divisible by the minibatch-stddev group size {group}. "
+            f"Received: batch_size={batch_size}"
+        )
+    return group
+
 
 @keras.saving.register_keras_serializable(package="progan_tf")
 class MinibatchStdDev(keras.layers.Layer):
@@ -35,12 +63,7 @@ class MinibatchStdDev(keras.layers.Layer):
         batch_size = x.shape[0]
         height, width, channels = x.shape[1], x.shape[2], x.shape[3]
         if batch_size is not None:
-            group_size = min(self.group_size, batch_size)
-            if batch_size % group_size:
-                raise ValueError(
-                    f"MinibatchStdDev needs a batch size divisible by its group size {group_size}. "
-                    f"Received: batch_size={batch_size}"
-                )
+            group_size = checked_group_size(batch_size, self.group_size, f"The batch of {self.name}")
         else:
             batch_size = ops.shape(x)[0]
             group_size = ops.minimum(self.group_size, batch_size)

@@ -5,9 +5,11 @@ and FID share the decoding (real) and generation (fake) work. Protocol image cou
 2018): SWD 16384 per side, MS-SSIM 10,000 consecutive fake pairs, FID 50,000 per side.
 """
 
+import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from progan_tf.errors import UserInputError
 from progan_tf.metrics import fid, ms_ssim, swd
@@ -15,7 +17,6 @@ from progan_tf.metrics import fid, ms_ssim, swd
 METRICS = ("swd", "ms_ssim", "ms_ssim_real", "fid")
 PAIRS_IMAGES = 2 * ms_ssim.DEFAULT_NUM_PAIRS
 PROTOCOL_IMAGES = {"swd": 16384, "ms_ssim": PAIRS_IMAGES, "ms_ssim_real": PAIRS_IMAGES, "fid": 50000}
-PROGRESS_SECONDS = 10.0
 
 
 class _Feed:
@@ -39,21 +40,18 @@ def _stream(side, batches_fn, feeds, verbose):
     """Feeds batches from one source to its accumulators until each has its images."""
     total = max(feed.count for feed in feeds)
     seen = 0
-    start = last_report = time.perf_counter()
-    for batch in batches_fn():
-        batch = np.asarray(batch)
-        if batch.dtype != np.uint8 or batch.ndim != 4:
-            raise UserInputError(f"{side} image source must yield uint8 batches (N, H, W, C). "
-                                 f"Received: shape={batch.shape}, dtype={batch.dtype}")
-        for feed in feeds:
-            feed.take(batch)
-        seen = max(feed.received for feed in feeds)
-        now = time.perf_counter()
-        if verbose and (now - last_report > PROGRESS_SECONDS or seen >= total):
-            print(f"evaluate: {side} {seen}/{total} images, {seen / (now - start):.1f} images/s", flush=True)
-            last_report = now
-        if seen >= total:
-            return
+    with tqdm(total=total, desc=f"evaluate {side}", unit="img", file=sys.stderr, disable=not verbose) as bar:
+        for batch in batches_fn():
+            batch = np.asarray(batch)
+            if batch.dtype != np.uint8 or batch.ndim != 4:
+                raise UserInputError(f"{side} image source must yield uint8 batches (N, H, W, C). "
+                                     f"Received: shape={batch.shape}, dtype={batch.dtype}")
+            for feed in feeds:
+                feed.take(batch)
+            bar.update(max(feed.received for feed in feeds) - seen)
+            seen = max(feed.received for feed in feeds)
+            if seen >= total:
+                return
     short = [f"{feed.metric} needs {feed.count}" for feed in feeds if feed.received < feed.count]
     if short:
         raise UserInputError(f"the {side} image source ran out ({', '.join(short)}); give more images or "
@@ -75,7 +73,7 @@ def evaluate(metric_names, real_batches_fn, fake_batches_fn, *, num_images=None,
         feature_model: Keras model images in [-1, 1] -> features, used for FID instead of Inception.
         inception_weights: path to the FID network file (see `progan_tf.metrics.fid`); needed for
             "fid" unless `feature_model` is given.
-        verbose: print progress lines (images/s).
+        verbose: show a progress bar per side (images/s) and the SWD levels' times.
 
     Returns:
         dict ready for JSON, e.g. {"swd_128": .., "swd_64": .., "swd_32": .., "swd_16": .., "swd_avg": ..,

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf.errors import UserInputError
+from progan_tf.metrics.filters import separable_filter
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 FILTER_SIZE = 11
@@ -41,15 +42,6 @@ def window_for(image_size, filter_size=FILTER_SIZE, filter_sigma=FILTER_SIGMA):
     return gaussian_window(size, filter_sigma * size / filter_size)
 
 
-def _valid_gaussian_blur(images, window_1d):
-    channels = images.shape[-1]
-    k = tf.constant(window_1d, tf.float32)
-    k_rows = tf.tile(tf.reshape(k, [-1, 1, 1, 1]), [1, 1, channels, 1])
-    k_cols = tf.tile(tf.reshape(k, [1, -1, 1, 1]), [1, 1, channels, 1])
-    out = tf.nn.depthwise_conv2d(images, k_rows, strides=[1, 1, 1, 1], padding="VALID")
-    return tf.nn.depthwise_conv2d(out, k_cols, strides=[1, 1, 1, 1], padding="VALID")
-
-
 def ssim_terms(a, b, window_1d, max_value=MAX_VALUE, k1=K1, k2=K2):
     """Per-image means of the SSIM map (luminance x cs) and of the contrast-structure map cs.
 
@@ -64,7 +56,7 @@ def ssim_terms(a, b, window_1d, max_value=MAX_VALUE, k1=K1, k2=K2):
     c2 = (k2 * max_value) ** 2
     # One blur pass for all five moments (stacked on the batch axis) keeps the conv count low.
     stacked = tf.concat([a, b, a * a, b * b, a * b], axis=0)
-    mu_a, mu_b, e_aa, e_bb, e_ab = tf.split(_valid_gaussian_blur(stacked, window_1d), 5, axis=0)
+    mu_a, mu_b, e_aa, e_bb, e_ab = tf.split(separable_filter(stacked, window_1d, "valid"), 5, axis=0)
     var_a = e_aa - mu_a * mu_a
     var_b = e_bb - mu_b * mu_b
     cov_ab = e_ab - mu_a * mu_b

@@ -8,7 +8,8 @@ evaluations of one run with the same `num_images` and seed.
 
 import time
 
-from progan_tf.generate import generator_from_keras
+from progan_tf.data import load_manifest
+from progan_tf.generators import generator_from_keras
 from progan_tf.metrics import sources, swd
 from progan_tf.metrics.evaluate import evaluate
 
@@ -36,8 +37,6 @@ def small_swd(generator_model, data_dir, resolution, num_images, seed, batch_siz
     """
     if resolution < swd.SWD_MIN_RESOLUTION:
         return {}
-    from progan_tf.data import load_manifest
-
     start = time.perf_counter()
     count = max(2, min(int(num_images), int(load_manifest(str(data_dir))["num_images"])))
     generator = generator_from_keras(generator_model)

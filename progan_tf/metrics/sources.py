@@ -10,7 +10,9 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from progan_tf.data import iterate_images
 from progan_tf.errors import UserInputError
+from progan_tf.latents import seeded_latents
 from progan_tf.pyramid_format import MANIFEST_NAME
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -65,7 +67,7 @@ def folder_batches(folder, resolution, batch_size=64, start=0, limit=None):
 
 
 def generated_batches(generate_fn, latent_shape, num_images, batch_size=64, seed=0):
-    """Batches from a generator callable fed with seeded standard-normal latents.
+    """Batches from a generator callable fed with `progan_tf.latents.seeded_latents(seed, ...)`.
 
     Args:
         generate_fn: callable mapping float32 latents (N, *latent_shape) to uint8 images (N, H, W, 3)
@@ -73,7 +75,8 @@ def generated_batches(generate_fn, latent_shape, num_images, batch_size=64, seed
         latent_shape: shape of one latent, e.g. (512,).
         num_images: total images to produce.
         batch_size: images per call.
-        seed: seeds the latents, so the same seed gives the same images.
+        seed: seeds the latents: the same seed gives the latents (and so the images) of
+            `--mode=generate` and of the SavedModel's `generate_from_seed` with that seed.
 
     Returns:
         Iterator of uint8 arrays (N, H, W, 3).
@@ -81,22 +84,21 @@ def generated_batches(generate_fn, latent_shape, num_images, batch_size=64, seed
     Example:
         >>> fakes = generated_batches(lambda z: to_uint8(generator(z)), (512,), num_images=16384)
     """
-    rng = np.random.default_rng(seed)
+    # One draw for the whole run (50,000 x 512 float32 latents are 100 MB), so every image's latent
+    # is that of the same index in `seeded_latents(seed, num_images)`, whatever the batch size.
+    size = int(np.prod(latent_shape))
+    latents = seeded_latents(seed, num_images, size).numpy().reshape((num_images, *latent_shape))
     for offset in range(0, num_images, batch_size):
-        count = min(batch_size, num_images - offset)
-        latents = rng.standard_normal((count, *latent_shape)).astype(np.float32)
-        images = np.asarray(generate_fn(latents))
-        if images.dtype != np.uint8 or images.ndim != 4 or len(images) != count:
-            raise UserInputError(f"generate_fn must return uint8 images shaped ({count}, H, W, C). "
+        batch = latents[offset : offset + batch_size]
+        images = np.asarray(generate_fn(batch))
+        if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(batch):
+            raise UserInputError(f"generate_fn must return uint8 images shaped ({len(batch)}, H, W, C). "
                                  f"Received: shape={images.shape}, dtype={images.dtype}")
         yield images
 
 
 def pyramid_batches(pyramid_dir, resolution, batch_size=64, limit=None):
     """Batches of real training images from a prepared dataset pyramid (`progan_tf.data`)."""
-    # Imported here: the data package is heavier and not needed for folder or generated sources.
-    from progan_tf.data import iterate_images
-
     for batch in iterate_images(pyramid_dir, resolution, batch_size, limit):
         yield np.asarray(batch)
 

@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf.errors import UserInputError
+from progan_tf.metrics.filters import separable_filter
+from progan_tf.resolutions import resolution_log2
 
 SWD_MIN_RESOLUTION = 16
 PATCHES_PER_IMAGE = 128
@@ -31,24 +33,9 @@ SWD_SCALE = 1e3
 BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
-def _separable_filter(images, kernel_1d):
-    """Filters NHWC float images with a separable symmetric kernel, mirror (reflect) border.
-
-    Mirror means d c b | a b c d | c b a (the edge pixel is not repeated), i.e. scipy's 'mirror'.
-    """
-    radius = len(kernel_1d) // 2
-    channels = images.shape[-1]
-    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    k = tf.constant(kernel_1d, dtype=images.dtype)
-    k_rows = tf.tile(tf.reshape(k, [-1, 1, 1, 1]), [1, 1, channels, 1])
-    k_cols = tf.tile(tf.reshape(k, [1, -1, 1, 1]), [1, 1, channels, 1])
-    out = tf.nn.depthwise_conv2d(padded, k_rows, strides=[1, 1, 1, 1], padding="VALID")
-    return tf.nn.depthwise_conv2d(out, k_cols, strides=[1, 1, 1, 1], padding="VALID")
-
-
 def pyramid_down(images):
     """Gaussian REDUCE: binomial filter, then keep every second pixel (N,H,W,C) -> (N,H/2,W/2,C)."""
-    return _separable_filter(images, BINOMIAL_5)[:, ::2, ::2, :]
+    return separable_filter(images, BINOMIAL_5, "mirror")[:, ::2, ::2, :]
 
 
 def pyramid_up(images):
@@ -62,7 +49,7 @@ def pyramid_up(images):
     rows = tf.reshape(tf.stack([images, zeros], axis=2), [n, 2 * h, w, c])
     zeros = tf.zeros_like(rows)
     upsampled = tf.reshape(tf.stack([rows, zeros], axis=3), [n, 2 * h, 2 * w, c])
-    return _separable_filter(upsampled, 2.0 * BINOMIAL_5)
+    return separable_filter(upsampled, 2.0 * BINOMIAL_5, "mirror")
 
 
 def laplacian_pyramid(images, min_resolution=SWD_MIN_RESOLUTION):
@@ -92,12 +79,7 @@ def laplacian_pyramid(images, min_resolution=SWD_MIN_RESOLUTION):
 
 def pyramid_resolutions(resolution, min_resolution=SWD_MIN_RESOLUTION):
     """Resolutions of the SWD pyramid levels, finest first, e.g. 128 -> [128, 64, 32, 16]."""
-    is_power_of_two = resolution >= 1 and (resolution & (resolution - 1)) == 0
-    if not is_power_of_two or resolution < min_resolution:
-        raise UserInputError(
-            f"SWD needs square images whose size is a power of two >= {min_resolution}. "
-            f"Received: resolution={resolution}"
-        )
+    resolution_log2(resolution, name="SWD resolution", minimum=min_resolution, maximum=None)
     resolutions = []
     while resolution >= min_resolution:
         resolutions.append(resolution)

@@ -1,17 +1,13 @@
-"""`main.py --mode=evaluate`: SWD / MS-SSIM / FID of a generator or a folder against real images.
+"""Evaluating a generator or a folder against real images, and the report files (`--mode=evaluate`).
 
-Fake side (one of):
-    --savedmodel=DIR                   an export (`serve` endpoint)
-    --run_dir=DIR [--checkpoint=FILE]  the run's EMA generator at the checkpoint's stage
-    --fake_dir=DIR                     a folder of images or a dataset pyramid
-Real side: --real_dir (a folder or a pyramid), default the run's `data_dir` (or --data_dir).
-Resolution: the generator's; for two image sets, --resolution when given, else the pyramid's
-largest level or the first real image's (square) size.
+Fake side: a `progan_tf.generators.Generator` (an export, or a run's EMA generator at a
+checkpoint's stage) fed `progan_tf.latents.seeded_latents(seed, ...)`, or a folder of images or a
+dataset pyramid. Real side: a folder or a pyramid. Resolution: the generator's; for two image sets
+the one given, else the pyramid's largest level or the first real image's (square) size.
 
 Results are printed as a table, written to `<output_dir>/metrics-kimgNNNNNN.NNN.json` (a run
-checkpoint) or `metrics-YYYYmmdd-HHMMSS.json` (default output_dir: the run dir, else the current
-directory) and, for a run's checkpoint, appended to `<run_dir>/stats.jsonl` as
-{"kind": "evaluate", "kimg": ..., "swd_avg": ..., ...}.
+checkpoint) or `metrics-YYYYmmdd-HHMMSS.json` and, for a run's checkpoint, appended to the run's
+`stats.jsonl` as {"kind": "evaluate", "kimg": ..., "swd_avg": ..., ...}.
 """
 
 import datetime
@@ -19,7 +15,9 @@ import json
 import pathlib
 
 import numpy as np
+from PIL import Image
 
+from progan_tf.data import load_manifest
 from progan_tf.errors import UserInputError
 from progan_tf.metrics import sources
 from progan_tf.metrics.evaluate import PROTOCOL_IMAGES, evaluate, format_results_table
@@ -53,18 +51,12 @@ def metric_names(requested):
     return list(dict.fromkeys(names))
 
 
-def _largest_pyramid_level(path):
-    from progan_tf.data import load_manifest
-
-    return max(load_manifest(str(path))["resolutions"])
-
-
-def _check_image_dir(path, flag):
+def _check_image_dir(path, name):
     path = pathlib.Path(path).expanduser()
     if not path.is_dir():
         raise UserInputError(
-            f"--{flag} must be a folder of images or a dataset pyramid (python -m datasets.build). "
-            f"Received: {flag}={str(path)!r}"
+            f"--{name} must be a folder of images or a dataset pyramid (python -m datasets.build). "
+            f"Received: {name}={str(path)!r}"
         )
     if not sources.is_pyramid(path):
         sources.list_image_files(path)  # fails early (UserInputError) on an empty folder
@@ -79,9 +71,7 @@ def image_dir_batches(path, resolution, batch_size=64):
 def infer_resolution(path):
     """A pyramid's largest level, or the smaller side of a folder's first image."""
     if sources.is_pyramid(path):
-        return _largest_pyramid_level(path)
-    from PIL import Image
-
+        return max(load_manifest(str(path))["resolutions"])
     with Image.open(sources.list_image_files(path)[0]) as image:
         return min(image.size)
 
@@ -112,90 +102,76 @@ def _json_ready(value):
     return value
 
 
-def run_from_flags(FLAGS):
-    """Evaluates and reports; returns the dict written to the JSON file."""
-    names = metric_names(FLAGS.metrics)
-    run_dir = pathlib.Path(FLAGS.run_dir) if FLAGS.run_dir else None
-    if FLAGS.fake_dir and FLAGS.savedmodel:
-        raise UserInputError(
-            f"give one fake side: --fake_dir or --savedmodel (or --run_dir). "
-            f"Received: fake_dir={FLAGS.fake_dir}, savedmodel={FLAGS.savedmodel}"
-        )
-    from progan_tf import generate
+def evaluate_to_files(metric_names, real_dir, output_dir, *, generator=None, fake_dir=None, resolution=None,
+                      num_images=None, seed=0, inception_weights=None, checkpoint=None, stats_path=None):
+    """Evaluates a generator or a folder against real images; prints the table and writes the report.
 
-    generator, config, saved = None, None, None
-    if FLAGS.fake_dir:
-        fake_path = _check_image_dir(FLAGS.fake_dir, "fake_dir")
-        fake_description = sources.describe_image_dir(fake_path)
-    elif FLAGS.savedmodel:
-        generator = generate.load_savedmodel(FLAGS.savedmodel)
-    elif run_dir is not None:
-        generator, _, config, saved = generate.load_run_generator(run_dir, FLAGS.checkpoint)
-    else:
-        raise UserInputError(
-            "--mode=evaluate needs a fake side: --savedmodel=DIR, --run_dir=DIR [--checkpoint=FILE] or "
-            "--fake_dir=DIR. Received: savedmodel=None, run_dir=None, fake_dir=None"
-        )
-    if config is None and run_dir is not None:
-        from progan_tf import runs
+    Args:
+        metric_names: `evaluate` names (see `metric_names` for the --metrics spellings).
+        real_dir: real images, a folder or a dataset pyramid.
+        output_dir: folder of the JSON report (created).
+        generator: the fake side, a `progan_tf.generators.Generator`; or
+        fake_dir: the fake side, a folder or a dataset pyramid.
+        resolution: image size for two image sets (default: `infer_resolution(real_dir)`); a
+            generator's own resolution always wins.
+        num_images: images per side (None: the protocol counts).
+        seed: seeds the fake latents and the SWD patches / directions.
+        inception_weights: local Inception-v3 weights file for FID.
+        checkpoint: the run checkpoint the generator came from: the report is named by the
+            generator's kimg and records the path.
+        stats_path: a run's stats.jsonl to append the results to.
 
-        config = runs.load_train_config(run_dir)
-
-    real_dir = FLAGS.real_dir or (config.data_dir if config is not None else None) or FLAGS.data_dir
-    if not real_dir:
-        raise UserInputError(
-            "--mode=evaluate needs real images: --real_dir=DIR (a folder or a pyramid), or a --run_dir whose "
-            "config names its dataset. Received: real_dir=None"
-        )
+    Returns:
+        The report dict written to the JSON file, plus "path".
+    """
+    if (generator is None) == (fake_dir is None):
+        raise UserInputError(f"give one fake side: a generator or fake_dir. Received: fake_dir={fake_dir}, "
+                             f"generator={generator.description if generator is not None else None}")
     real_path = _check_image_dir(real_dir, "real_dir")
     if generator is not None:
         resolution = generator.resolution
-    elif FLAGS["resolution"].present:
-        resolution = FLAGS.resolution
-    else:
-        resolution = infer_resolution(real_path)
-
-    num_images = FLAGS.num_images if FLAGS["num_images"].present else None
-    real_batches = image_dir_batches(real_path, resolution)
-    if generator is not None:
         fake_description = generator.description
         fake_count = num_images or max(PROTOCOL_IMAGES.values())
         fake_batches = lambda: sources.generated_batches(  # noqa: E731
-            generator, (generator.latent_size,), fake_count, seed=FLAGS.generate_seed
+            generator, (generator.latent_size,), fake_count, seed=seed
         )
     else:
+        fake_path = _check_image_dir(fake_dir, "fake_dir")
+        fake_description = sources.describe_image_dir(fake_path)
+        resolution = resolution or infer_resolution(real_path)
         fake_batches = image_dir_batches(fake_path, resolution)
+    real_batches = image_dir_batches(real_path, resolution)
     real_description = sources.describe_image_dir(real_path)
-    print(f"evaluate: {', '.join(names)} at {resolution}x{resolution}; real: {real_description}; "
+    print(f"evaluate: {', '.join(metric_names)} at {resolution}x{resolution}; real: {real_description}; "
           f"fake: {fake_description}; images per side: {num_images or 'protocol counts'}", flush=True)
     results = evaluate(
-        names, real_batches, fake_batches, num_images=num_images, seed=FLAGS.generate_seed,
-        inception_weights=FLAGS.inception_weights,
+        metric_names, real_batches, fake_batches, num_images=num_images, seed=seed,
+        inception_weights=inception_weights,
     )
     results = _json_ready(results)
     print(format_results_table(results))
 
-    kimg = saved.images_shown / 1000 if saved is not None else None
+    kimg = generator.kimg if checkpoint is not None else None
     report = {
         "metrics": results,
         "resolution": resolution,
         "real": real_description,
         "fake": fake_description,
         "kimg": kimg,
-        "checkpoint": str(saved.path) if saved is not None else None,
-        "seed": FLAGS.generate_seed,
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "seed": seed,
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    output_dir = pathlib.Path(FLAGS.output_dir) if FLAGS.output_dir else (run_dir or pathlib.Path.cwd())
+    output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / results_file_name(kimg)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(report, indent=2) + "\n")
     temporary.replace(path)
     print(f"wrote {path}")
-    if saved is not None:
-        with open(run_dir / "stats.jsonl", "a") as handle:
-            handle.write(json.dumps(stats_record(results, kimg, saved.path)) + "\n")
-        print(f"appended the results to {run_dir / 'stats.jsonl'}")
+    if stats_path is not None:
+        with open(stats_path, "a") as handle:
+            handle.write(json.dumps(stats_record(results, kimg, checkpoint)) + "\n")
+        print(f"appended the results to {stats_path}")
     report["path"] = str(path)
     return report
