@@ -47,7 +47,7 @@ def main():
     seconds = []
     for _ in range(args.iterations):
         start = time.perf_counter()
-        float(step(iterator)["d_loss"])
+        float(step(iterator)["sums"]["d_loss"])
         seconds.append(time.perf_counter() - start)
     flops = cost_model.iteration_flops(network, 1024, phase.fade_in, args.batch)
     print(f"1024x1024 {phase.kind}, batch {args.batch}, G {model.generator.count_params():,} / "

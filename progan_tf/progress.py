@@ -112,7 +112,7 @@ class RunProgress:
     Example (the training loop):
         >>> progress = RunProgress(all_phases, total_images, images_shown, costs)
         >>> progress.start_phase(phase.index)       # before the phase's first step
-        >>> stats = step(iterator); images_shown += batch
+        >>> call = step(iterator, n); images_shown += n * batch
         >>> progress.step_done(images_shown)        # after the step's results are fetched
         >>> record.update(progress.tick(images_shown))
     """
