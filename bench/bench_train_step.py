@@ -1,12 +1,15 @@
 """Training-iteration throughput per phase, and its efficiency against the machine's convolution ceiling.
 
-Usage: python bench/bench_train_step.py [--widths=narrow,wide] [--resolution=32] [--seconds=2]
+Usage: python bench/bench_train_step.py [--widths=narrow,wide] [--resolution=32] [--seconds=2] [--jit_compile]
 
-For each width preset and phase it prints ms per iteration, img/s and the achieved GFLOP/s of the
-analytic cost model (`progan_tf.cost_model`: ~4 generator + 14 critic forward passes per image),
-as a share of the 3x3-convolution ceiling measured in the same process (the best of a few large
-float32 `tf.nn.conv2d` calls with the same threads). Batches are synthetic and in memory (no
-input pipeline); the default one-device strategy is used.
+For each width preset and phase it prints ms per iteration with one iteration per compiled call
+and with the trainer's default iterations per call (`TrainConfig.steps_per_call` = 0: 16 at 4x4
+... 1 from 64x64), each call fetching all statistics to the host as the trainer does; img/s and
+the achieved GFLOP/s of the analytic cost model (`progan_tf.cost_model`: ~4 generator + 14
+critic forward passes per image) at the default, as a share of the 3x3-convolution ceiling
+measured in the same process (the best of a few large float32 `tf.nn.conv2d` calls with the same
+threads). Batches are synthetic and in memory (no input pipeline); the default one-device
+strategy is used.
 """
 
 import argparse
@@ -17,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
-from progan_tf import cost_model  # noqa: E402
+from progan_tf import cost_model, training  # noqa: E402
+from progan_tf.config import TrainConfig  # noqa: E402
 from progan_tf.networks import NetworkConfig  # noqa: E402
 from progan_tf.progan import ProGAN  # noqa: E402
 from progan_tf.schedule import ScheduleConfig, phases  # noqa: E402
@@ -51,16 +55,18 @@ def conv_ceiling_gflops(seconds):
     return best
 
 
-def time_phase(network, phase, seconds):
-    """Seconds per training iteration of one phase."""
-    model = ProGAN(network, seed=1)
+def time_phase(network, phase, seconds, iterations_per_call, jit_compile=False):
+    """Seconds per training iteration of one phase, `iterations_per_call` iterations per call."""
+    model = ProGAN(network, seed=1, jit_compile=jit_compile)
     model.start_phase(phase)
     shape = (phase.batch_size, phase.resolution, phase.resolution, network.num_channels)
     dataset = tf.data.Dataset.from_tensors(tf.random.uniform(shape, -1.0, 1.0)).repeat()
     strategy = tf.distribute.get_strategy()
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     step = model.make_distributed_step(strategy)
-    return timed_calls(lambda: float(step(iterator)["d_loss"]), seconds)
+    count = tf.constant(iterations_per_call)
+    call = lambda: tf.nest.map_structure(lambda value: value.numpy(), step(iterator, count))  # noqa: E731
+    return timed_calls(call, seconds) / iterations_per_call
 
 
 def main():
@@ -68,12 +74,13 @@ def main():
     parser.add_argument("--widths", default="narrow,wide", help=f"comma-separated presets from {sorted(WIDTHS)}")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per phase")
+    parser.add_argument("--jit_compile", action="store_true", help="XLA-compile the gradient computations")
     args = parser.parse_args()
     ceiling = conv_ceiling_gflops(args.seconds)
     print(f"3x3 convolution ceiling (float32, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
           f"intra-op threads): {ceiling:.1f} GFLOP/s")
-    print(f"{'widths':<8} {'resolution':>10} {'phase':<9} {'batch':>5} {'ms/iter':>8} {'img/s':>8} "
-          f"{'GFLOP/iter':>10} {'GFLOP/s':>8} {'ceiling':>7}")
+    print(f"{'widths':<8} {'resolution':>10} {'phase':<9} {'batch':>5} {'ms/iter K=1':>11} {'K':>3} "
+          f"{'ms/iter':>8} {'img/s':>8} {'GFLOP/iter':>10} {'GFLOP/s':>8} {'ceiling':>7}")
     for name in args.widths.split(","):
         fmap_base, fmap_max, latent_size, batch = WIDTHS[name]
         network = NetworkConfig(
@@ -81,12 +88,14 @@ def main():
         )
         schedule = ScheduleConfig(final_resolution=args.resolution, total_kimg=1e6, default_batch_size=batch)
         for phase in phases(schedule):
-            seconds = time_phase(network, phase, args.seconds)
+            per_call = training.steps_per_call(TrainConfig(data_dir="", run_dir=""), phase.resolution)
+            single = time_phase(network, phase, args.seconds, 1, args.jit_compile)
+            seconds = time_phase(network, phase, args.seconds, per_call, args.jit_compile) if per_call > 1 else single
             flops = cost_model.iteration_flops(network, phase.resolution, phase.fade_in, phase.batch_size)
             achieved = flops / seconds / 1e9
             print(
                 f"{name:<8} {f'{phase.resolution}x{phase.resolution}':>10} {phase.kind:<9} {phase.batch_size:>5} "
-                f"{seconds * 1000:8.2f} {phase.batch_size / seconds:8.1f} {flops / 1e9:10.3f} {achieved:8.1f} "
+                f"{single * 1000:11.2f} {per_call:>3} {seconds * 1000:8.2f} {phase.batch_size / seconds:8.1f} {flops / 1e9:10.3f} {achieved:8.1f} "
                 f"{achieved / ceiling:7.0%}",
                 flush=True,
             )

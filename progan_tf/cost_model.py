@@ -40,7 +40,7 @@ def generator_flops(config, resolution, fade_in=False):
     while res <= resolution:
         log2 = res.bit_length() - 1
         in_channels, out_channels = nf(log2 - 2), nf(log2 - 1)
-        total += _resampling_conv(config.uses_fused_resample(res), res, in_channels, out_channels)
+        total += _resampling_conv(config.fuses_upsample(res), res, in_channels, out_channels)
         total += _conv(res * res, 9, out_channels, out_channels)
         res *= 2
     log2 = resolution.bit_length() - 1
@@ -62,7 +62,7 @@ def discriminator_flops(config, resolution, fade_in=False):
         log2 = res.bit_length() - 1
         in_channels, out_channels = nf(log2 - 1), nf(log2 - 2)
         total += _conv(res * res, 9, in_channels, in_channels)
-        total += _resampling_conv(config.uses_fused_resample(res), res, in_channels, out_channels)
+        total += _resampling_conv(config.fuses_downsample(res), res, in_channels, out_channels)
         res //= 2
     total += _conv(16, 9, nf(1) + 1, nf(1)) + 2 * 16 * nf(1) * nf(0) + 2 * nf(0)
     return total

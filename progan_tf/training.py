@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
+from progan_tf import cost_model
 from progan_tf import data as data_lib
 from progan_tf import distribute, export, images, interrupts, pyramid_check, run_files
 from progan_tf import progress as progress_lib
@@ -397,7 +398,7 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
         all_phases,
         total_images,
         images_shown,
-        [progress_lib.stage_macs(config.network, p.resolution, p.fade_in) for p in all_phases],
+        [cost_model.iteration_flops(config.network, p.resolution, p.fade_in, 1) for p in all_phases],
         elapsed_before=float(resumed_meta.get("time_sec", 0.0)),
     )
     streak = _SkipStreak()
