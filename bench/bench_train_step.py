@@ -1,63 +1,104 @@
-"""Training-step throughput per resolution, default (one-device) strategy vs MirroredStrategy.
+"""Training-iteration throughput per phase, and its efficiency against the machine's convolution ceiling.
 
-Usage: python bench/bench_train_step.py [--fmap_base=1024 --fmap_max=128 --latent_size=128 --batch=32]
-Prints a table of ms/step and img/s on synthetic in-memory batches (no input pipeline).
+Usage: python bench/bench_train_step.py [--widths=narrow,wide] [--resolution=32] [--seconds=2] [--jit_compile]
+
+For each width preset and phase it prints ms per iteration with one iteration per compiled call
+and with the trainer's default iterations per call (`TrainConfig.steps_per_call` = 0: 16 at 4x4
+... 1 from 64x64), each call fetching all statistics to the host as the trainer does; img/s and
+the achieved GFLOP/s of the analytic cost model (`progan_tf.cost_model`: ~4 generator + 14
+critic forward passes per image) at the default, as a share of the 3x3-convolution ceiling
+measured in the same process (the best of a few large float32 `tf.nn.conv2d` calls with the same
+threads). Batches are synthetic and in memory (no input pipeline); the default one-device
+strategy is used.
 """
 
 import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
+from progan_tf import cost_model, training  # noqa: E402
+from progan_tf.config import TrainConfig  # noqa: E402
 from progan_tf.networks import NetworkConfig  # noqa: E402
 from progan_tf.progan import ProGAN  # noqa: E402
 from progan_tf.schedule import ScheduleConfig, phases  # noqa: E402
 
+# name: (fmap_base, fmap_max, latent_size, batch). "narrow" is the first demo's widths.
+WIDTHS = {"narrow": (256, 32, 64, 16), "wide": (1024, 128, 128, 32)}
+# Large 3x3 convolutions (batch, size, channels) whose best rate is the ceiling.
+CEILING_SHAPES = ((32, 32, 128), (16, 64, 64), (32, 16, 256))
 
-def time_phase(strategy, network, phase, steps):
-    with strategy.scope():
-        model = ProGAN(network, seed=1)
-        model.start_phase(phase, strategy.num_replicas_in_sync)
+
+def timed_calls(function, seconds, min_calls=5):
+    """Mean seconds per call of `function()` over at least `seconds` (after 2 warm-up calls)."""
+    for _ in range(2):
+        function()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        function()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def conv_ceiling_gflops(seconds):
+    """The best GFLOP/s of a stride-1 3x3 float32 convolution over `CEILING_SHAPES`."""
+    best = 0.0
+    for batch, size, channels in CEILING_SHAPES:
+        images = tf.random.normal((batch, size, size, channels))
+        kernel = tf.random.normal((3, 3, channels, channels))
+        conv = tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(images, kernel, 1, "SAME")))
+        elapsed = timed_calls(lambda: conv().numpy(), seconds)
+        best = max(best, 2 * batch * size * size * 9 * channels * channels / elapsed / 1e9)
+    return best
+
+
+def time_phase(network, phase, seconds, iterations_per_call, jit_compile=False):
+    """Seconds per training iteration of one phase, `iterations_per_call` iterations per call."""
+    model = ProGAN(network, seed=1, jit_compile=jit_compile)
+    model.start_phase(phase)
     shape = (phase.batch_size, phase.resolution, phase.resolution, network.num_channels)
     dataset = tf.data.Dataset.from_tensors(tf.random.uniform(shape, -1.0, 1.0)).repeat()
+    strategy = tf.distribute.get_strategy()
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     step = model.make_distributed_step(strategy)
-    for _ in range(3):  # trace and warm up
-        step(iterator)
-    start = time.perf_counter()
-    for _ in range(steps):
-        stats = step(iterator)
-    float(stats["d_loss"])
-    elapsed = (time.perf_counter() - start) / steps
-    return elapsed * 1000, phase.batch_size / elapsed
+    count = tf.constant(iterations_per_call)
+    call = lambda: tf.nest.map_structure(lambda value: value.numpy(), step(iterator, count))  # noqa: E731
+    return timed_calls(call, seconds) / iterations_per_call
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", default="narrow,wide", help=f"comma-separated presets from {sorted(WIDTHS)}")
     parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--fmap_base", type=int, default=1024)
-    parser.add_argument("--fmap_max", type=int, default=128)
-    parser.add_argument("--latent_size", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--mirrored", action="store_true", help="also time MirroredStrategy on one device")
+    parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per phase")
+    parser.add_argument("--jit_compile", action="store_true", help="XLA-compile the gradient computations")
     args = parser.parse_args()
-    network = NetworkConfig(
-        resolution=args.resolution, latent_size=args.latent_size, fmap_base=args.fmap_base, fmap_max=args.fmap_max
-    )
-    schedule = ScheduleConfig(final_resolution=args.resolution, total_kimg=1e6, default_batch_size=args.batch)
-    strategies = {"default": tf.distribute.get_strategy()}
-    if args.mirrored:
-        strategies["mirrored(1)"] = tf.distribute.MirroredStrategy()
-    print(f"{'strategy':<12} {'resolution':>10} {'phase':<9} {'ms/step':>8} {'img/s':>8}")
-    for name, strategy in strategies.items():
+    ceiling = conv_ceiling_gflops(args.seconds)
+    print(f"3x3 convolution ceiling (float32, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
+          f"intra-op threads): {ceiling:.1f} GFLOP/s")
+    print(f"{'widths':<8} {'resolution':>10} {'phase':<9} {'batch':>5} {'ms/iter K=1':>11} {'K':>3} "
+          f"{'ms/iter':>8} {'img/s':>8} {'GFLOP/iter':>10} {'GFLOP/s':>8} {'ceiling':>7}")
+    for name in args.widths.split(","):
+        fmap_base, fmap_max, latent_size, batch = WIDTHS[name]
+        network = NetworkConfig(
+            resolution=args.resolution, latent_size=latent_size, fmap_base=fmap_base, fmap_max=fmap_max
+        )
+        schedule = ScheduleConfig(final_resolution=args.resolution, total_kimg=1e6, default_batch_size=batch)
         for phase in phases(schedule):
-            ms, img_per_sec = time_phase(strategy, network, phase, args.steps)
-            label = f"{phase.resolution}x{phase.resolution}"
-            print(f"{name:<12} {label:>10} {phase.kind:<9} {ms:8.1f} {img_per_sec:8.1f}", flush=True)
+            per_call = training.steps_per_call(TrainConfig(data_dir="", run_dir=""), phase.resolution)
+            single = time_phase(network, phase, args.seconds, 1, args.jit_compile)
+            seconds = time_phase(network, phase, args.seconds, per_call, args.jit_compile) if per_call > 1 else single
+            flops = cost_model.iteration_flops(network, phase.resolution, phase.fade_in, phase.batch_size)
+            achieved = flops / seconds / 1e9
+            print(
+                f"{name:<8} {f'{phase.resolution}x{phase.resolution}':>10} {phase.kind:<9} {phase.batch_size:>5} "
+                f"{single * 1000:11.2f} {per_call:>3} {seconds * 1000:8.2f} {phase.batch_size / seconds:8.1f} {flops / 1e9:10.3f} {achieved:8.1f} "
+                f"{achieved / ceiling:7.0%}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def time_phase(network, phase, repeats):
     for _ in range(repeats):  # interleaved
         plain_ms.append(_median_ms(lambda: plain().numpy(), 5))
         guarded_ms.append(_median_ms(lambda: [r.numpy() for r in guarded()], 5))
-        step_ms.append(_median_ms(lambda: float(step(iterator)["d_loss"]), 3))
+        step_ms.append(_median_ms(lambda: float(step(iterator)["sums"]["d_loss"]), 3))
     return min(plain_ms), min(guarded_ms), min(step_ms)
 
 

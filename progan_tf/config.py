@@ -60,6 +60,11 @@ class OptimizerConfig:
     ema_beta: float = 0.999
 
 
+# Iterations per compiled call by resolution (larger: 1) when --steps_per_call is 0: about tens
+# of milliseconds of GPU work per call at paper widths.
+AUTO_STEPS_PER_CALL = {4: 16, 8: 8, 16: 4, 32: 2}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; `progan_tf.cli` builds it from main.py's flags.
@@ -83,6 +88,11 @@ class TrainConfig:
             `<run_dir>.old-<time>` and start over (without it such a start is refused).
         max_consecutive_skips: Stop the run (diverged) after this many iterations in a row
             skipped an update because something was not finite (0: never).
+        steps_per_call: Training iterations per call of the compiled step (0: by resolution,
+            `AUTO_STEPS_PER_CALL`): statistics stay on the device in between, so small phases do
+            not pay a Python dispatch and a host sync every iteration. A call never crosses a
+            phase, tick, sample, checkpoint or evaluation point, so results do not depend on it.
+        jit_compile: Compile the gradient computations with XLA (GPUs; slower on this CPU).
         grid_size: Images in sample grids.
         export_at_end: Export the EMA generator when training ends.
         deterministic: Deterministic TF ops (slower; the input order is always deterministic).
@@ -107,6 +117,8 @@ class TrainConfig:
     resume: str = "latest"
     overwrite: bool = False
     max_consecutive_skips: int = 50
+    steps_per_call: int = 0
+    jit_compile: bool = False
     grid_size: int = 36
     export_at_end: bool = True
     deterministic: bool = False

@@ -151,6 +151,13 @@ def define_flags():
         "Stop (exit 3) after this many iterations in a row skip a non-finite update (0: never).",
         lower_bound=0,
     )
+    flags.DEFINE_integer(
+        "steps_per_call",
+        TrainConfig.steps_per_call,
+        "Training iterations per compiled call (0: 16 at 4x4, 8 at 8x8, 4 at 16x16, 2 at 32x32, else 1).",
+        lower_bound=0,
+    )
+    flags.DEFINE_bool("jit_compile", TrainConfig.jit_compile, "XLA-compile the gradient computations (GPUs).")
     flags.DEFINE_integer("grid_size", TrainConfig.grid_size, "Images in sample grids.", lower_bound=1)
     flags.DEFINE_bool("export_at_end", TrainConfig.export_at_end, "Export the EMA generator when training ends.")
 

@@ -27,7 +27,7 @@ class StopRequests:
     ```python
     with StopRequests() as requests:
         while training:
-            step(iterator, requests.as_flags())
+            step(iterator, iterations, requests.as_flags())
     ```
     """
 

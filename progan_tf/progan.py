@@ -9,6 +9,22 @@ from progan_tf.data import uint8_to_float
 from progan_tf.errors import UserInputError
 from progan_tf.networks import GrowingDiscriminator, GrowingGenerator
 
+# The per-iteration statistics of `train_step` (sorted), then the fade alpha.
+STATISTICS = (
+    "d_finite",
+    "d_grads_finite",
+    "d_loss",
+    "fake_score",
+    "g_finite",
+    "g_grads_finite",
+    "g_loss",
+    "gradient_penalty",
+    "real_score",
+    "alpha",
+)
+# What a skipped iteration found not finite: critic / generator loss or gradients, or the update.
+SKIP_REASONS = ("critic loss/gradients", "critic update", "generator loss/gradients", "generator update")
+
 # Purposes of the stateless random streams drawn every iteration.
 _NOISE_D_LATENTS, _NOISE_G_LATENTS, _NOISE_GP_MIX = 0, 1, 2
 
@@ -117,6 +133,7 @@ class ProGAN(keras.Model):
         gp_reference_scaling: Divide the gradient norm by `final_resolution / resolution`, the
             norm the reference code measures on nearest-upscaled full-resolution inputs.
         mixed_precision: Loss-scaled float16 training (set the `mixed_float16` policy first).
+        jit_compile: Compile the gradient computations with XLA (faster on GPUs; slower on CPU).
         **kwargs: Base `keras.Model` arguments.
     """
 
@@ -133,6 +150,7 @@ class ProGAN(keras.Model):
         adam_epsilon=1e-8,
         gp_reference_scaling=True,
         mixed_precision=False,
+        jit_compile=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -145,6 +163,8 @@ class ProGAN(keras.Model):
         self.adam = dict(beta_1=adam_beta_1, beta_2=adam_beta_2, epsilon=adam_epsilon)
         self.gp_reference_scaling = bool(gp_reference_scaling)
         self.mixed_precision = bool(mixed_precision)
+        self.jit_compile = bool(jit_compile)
+        self._xla_functions = {}
         self.generator = GrowingGenerator(network_config).build_all()
         self.discriminator = GrowingDiscriminator(network_config).build_all()
         self.ema_generator = GrowingGenerator(network_config).build_all()
@@ -176,6 +196,7 @@ class ProGAN(keras.Model):
                 f"divisible by the minibatch-stddev group size {group}. Received: batch_size={phase.batch_size}"
             )
         self.phase = phase
+        self._xla_functions = {}  # they trace the phase's models
         self.g_model = self.generator.model(phase.resolution, phase.fade_in)
         self.d_model = self.discriminator.model(phase.resolution, phase.fade_in)
         self.gs_model = self.ema_generator.model(phase.resolution, phase.fade_in)
@@ -242,11 +263,16 @@ class ProGAN(keras.Model):
         return tf.constant(1.0)
 
     def _discriminator_step(self, reals, latents, mix, global_batch):
+        grads, loss, stats = self._compiled(self._discriminator_gradients)(reals, latents, mix, global_batch)
+        inputs_finite, applied = apply_if_finite(
+            self.d_optimizer, grads, self.d_model.trainable_weights, checked=[loss]
+        )
+        return {**stats, "d_finite": tf.cast(applied, tf.float32), "d_grads_finite": tf.cast(inputs_finite, tf.float32)}
+
+    def _discriminator_gradients(self, reals, latents, mix, global_batch):
         d_vars = self.d_model.trainable_weights
         loss_scale = self._loss_scale(self.d_optimizer)
-        gp_norm_divisor = (
-            self.network_config.resolution / self.phase.resolution if self.gp_reference_scaling else 1.0
-        )
+        gp_norm_divisor = self.network_config.resolution / self.phase.resolution if self.gp_reference_scaling else 1.0
         with tf.GradientTape() as tape:
             fakes = tf.cast(self.g_model(latents, training=True), tf.float32)
             real_scores = self.d_model(reals, training=True)
@@ -264,18 +290,27 @@ class ProGAN(keras.Model):
             loss = tf.reduce_sum(per_sample) / global_batch
             scaled_loss = loss * loss_scale
         grads = tape.gradient(scaled_loss, d_vars)
-        inputs_finite, applied = apply_if_finite(self.d_optimizer, grads, d_vars, checked=[loss])
         per_replica = float(reals.shape[0])
-        return {
+        stats = {
             "d_loss": tf.reduce_mean(per_sample),
             "gradient_penalty": tf.reduce_mean(tf.square(norms - self.gp_target)),
             "real_score": tf.reduce_sum(tf.cast(real_scores, tf.float32)) / per_replica,
             "fake_score": tf.reduce_sum(tf.cast(fake_scores, tf.float32)) / per_replica,
-            "d_finite": tf.cast(applied, tf.float32),
-            "d_grads_finite": tf.cast(inputs_finite, tf.float32),
         }
+        return grads, loss, stats
 
     def _generator_step(self, latents, global_batch):
+        grads, loss, per_sample_mean = self._compiled(self._generator_gradients)(latents, global_batch)
+        inputs_finite, applied = apply_if_finite(
+            self.g_optimizer, grads, self.g_model.trainable_weights, checked=[loss]
+        )
+        return {
+            "g_loss": per_sample_mean,
+            "g_finite": tf.cast(applied, tf.float32),
+            "g_grads_finite": tf.cast(inputs_finite, tf.float32),
+        }
+
+    def _generator_gradients(self, latents, global_batch):
         g_vars = self.g_model.trainable_weights
         loss_scale = self._loss_scale(self.g_optimizer)
         with tf.GradientTape() as tape:
@@ -283,13 +318,17 @@ class ProGAN(keras.Model):
             per_sample = losses.generator_loss(self.d_model(fakes, training=True))
             loss = tf.reduce_sum(per_sample) / global_batch
             scaled_loss = loss * loss_scale
-        grads = tape.gradient(scaled_loss, g_vars)
-        inputs_finite, applied = apply_if_finite(self.g_optimizer, grads, g_vars, checked=[loss])
-        return {
-            "g_loss": tf.reduce_mean(per_sample),
-            "g_finite": tf.cast(applied, tf.float32),
-            "g_grads_finite": tf.cast(inputs_finite, tf.float32),
-        }
+        return tape.gradient(scaled_loss, g_vars), loss, tf.reduce_mean(per_sample)
+
+    def _compiled(self, function):
+        """`function` itself, or XLA-compiled with `jit_compile` (the gradients only: the updates,
+        their finite checks and the cross-replica agreement stay outside XLA)."""
+        if not self.jit_compile:
+            return function
+        compiled = self._xla_functions.get(function.__name__)
+        if compiled is None:
+            compiled = self._xla_functions[function.__name__] = tf.function(function, jit_compile=True)
+        return compiled
 
     def _update_ema(self):
         beta = self.ema_beta
@@ -297,37 +336,79 @@ class ProGAN(keras.Model):
             average.assign(weight + beta * (average - weight))
 
     def make_distributed_step(self, strategy):
-        """A compiled function running one iteration across all replicas from a distributed iterator.
+        """A compiled function running several iterations across all replicas in one call.
 
-        It moves every fade alpha to the schedule's value at the current image count, runs
-        `train_step`, counts the global batch and returns replica-averaged statistics.
+        `step(iterator, num_steps, stop_flags)` runs `num_steps` iterations (a tensor, so any
+        count reuses one trace) in a `tf.while_loop`: each moves every fade alpha to the
+        schedule's value at the current image count, runs `train_step` and counts the global
+        batch. Statistics stay on the device until the call returns: per iteration they are
+        reduced across replicas as one vector (one collective), together with `stop_flags` (this
+        worker's [SIGINT, SIGTERM] requests: positive on every worker when any worker asked to
+        stop, so all of them stop after the same call).
 
-        The returned `step(iterator, stop_flags=None)` also averages `stop_flags` (this worker's
-        [SIGINT, SIGTERM] requests, a float tensor) into `stop_sigint` / `stop_sigterm`: positive
-        on every worker when any worker asked to stop, so all of them stop after the same step.
-        Everything is reduced as one vector: one collective per step, not one per statistic.
+        Returns a dict: `sums` ({statistic: sum over the call's iterations of the replica mean},
+        `alpha` included), `stop_sigint`, `stop_sigterm`, and the skip streak within the call:
+        `streak_broken` (an iteration applied both updates), `streak` (the skipped iterations
+        since the last such one, or since the call began) and `streak_<reason>` counts of what
+        was not finite in them (`SKIP_REASONS`).
         """
         global_batch = self.phase.batch_size
+        names = STATISTICS
+        index = {name: i for i, name in enumerate(names)}
 
-        @tf.function
-        def distributed_step(iterator, stop_flags=None):
+        def replica_step(reals, flags):
+            stats = self.train_step(reals)
+            if sorted(stats) != sorted(names[:-1]):
+                raise ValueError(f"train_step statistics changed: update STATISTICS. Received: {sorted(stats)}")
+            values = [tf.cast(stats[name], tf.float32) for name in names[:-1]]
+            return tf.concat([tf.stack(values), flags], axis=0)
+
+        def one_iteration(iterator, flags):
             alpha = self.alpha_at(self.images_shown)
             for network in self.networks.values():
                 network.fade.alpha.assign(alpha)
-            flags = tf.zeros([2]) if stop_flags is None else tf.cast(stop_flags, tf.float32)
-            names = []
-
-            def replica_step(reals):
-                stats = self.train_step(reals)
-                names[:] = sorted(stats)
-                return tf.concat([tf.stack([tf.cast(stats[name], tf.float32) for name in names]), flags], axis=0)
-
-            per_replica = strategy.run(replica_step, args=(next(iterator),))
-            values = tf.unstack(strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None))
+            per_replica = strategy.run(replica_step, args=(next(iterator), flags))
+            values = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
             self.images_shown.assign_add(global_batch)
-            reduced = dict(zip(names, values))
-            reduced["stop_sigint"], reduced["stop_sigterm"] = values[-2:]
-            reduced["alpha"] = alpha
-            return reduced
+            return tf.concat([values[: len(names) - 1], [alpha]], axis=0), values[len(names) - 1 :]
 
-        return distributed_step
+        def skip_reasons(values):
+            d_skipped, g_skipped = values[index["d_finite"]] < 0.5, values[index["g_finite"]] < 0.5
+            d_grads, g_grads = values[index["d_grads_finite"]] < 0.5, values[index["g_grads_finite"]] < 0.5
+            reasons = [d_skipped & d_grads, d_skipped & ~d_grads, g_skipped & g_grads, g_skipped & ~g_grads]
+            return tf.cast(tf.stack(reasons), tf.float32), d_skipped | g_skipped
+
+        @tf.function
+        def distributed_steps(iterator, num_steps=1, stop_flags=(0.0, 0.0)):
+            flags = tf.cast(stop_flags, tf.float32)
+
+            def body(i, sums, stops, broken, streak, reasons):
+                values, stops = one_iteration(iterator, flags)
+                skipped_reasons, skipped = skip_reasons(values)
+                broken = broken | ~skipped
+                streak = tf.where(skipped, streak + 1.0, 0.0)
+                reasons = tf.where(skipped, reasons + skipped_reasons, tf.zeros_like(reasons))
+                return i + 1, sums + values, stops, broken, streak, reasons
+
+            _, sums, stops, broken, streak, reasons = tf.while_loop(
+                lambda i, *_: i < num_steps,
+                body,
+                (
+                    tf.constant(0),
+                    tf.zeros([len(names)]),
+                    tf.zeros([2]),
+                    tf.constant(False),
+                    tf.constant(0.0),
+                    tf.zeros([len(SKIP_REASONS)]),
+                ),
+            )
+            return {
+                "sums": dict(zip(names, tf.unstack(sums))),
+                "stop_sigint": stops[0],
+                "stop_sigterm": stops[1],
+                "streak_broken": broken,
+                "streak": streak,
+                **{f"streak_{reason}": count for reason, count in zip(SKIP_REASONS, tf.unstack(reasons))},
+            }
+
+        return distributed_steps

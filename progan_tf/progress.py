@@ -14,8 +14,8 @@ second of wall time is counted once, either as a phase's start-up or in a phase'
 ETA estimator: the schedule's remaining images of each phase times that phase's seconds per
 image, plus one mean measured start-up for each phase not yet begun. A phase that has been
 measured uses its own rate. A phase not yet run uses a cost model fitted to the measured phases,
-seconds per image = a + b * cost, where cost is `stage_macs` (multiply-adds per image of the
-phase's G and D convolutions) and `a` takes the fixed per-step overhead that dominates small
+seconds per image = a + b * cost, where cost is the analytic FLOPs of one training iteration per
+image (`cost_model.iteration_flops`) and `a` takes the fixed per-step overhead that dominates small
 networks at low resolution. The fit needs two measured phases of different cost, so the ETA is
 unknown ("?") during the first phase: from one point, overhead and compute cannot be told apart
 (on the demo, a line through the origin from the 4x4 phase alone said 11 minutes for a 3.5 minute
@@ -24,40 +24,7 @@ latest measured phase. Batch size effects are ignored, so the ETA is a guess unt
 phases have been measured, and exact arithmetic on measured rates after that.
 """
 
-import math
 import time
-
-
-def stage_macs(network, resolution, fade_in=False):
-    """Multiply-adds per image of the 3x3 and 1x1 convolutions of G and D at one stage.
-
-    The cost model of the ETA: the 3x3 convolutions are nearly all of the work, and each block at
-    resolution r has two of them in G and two in D (r * r * 9 * in * out each). A fade adds the
-    previous resolution's to_rgb / from_rgb (1x1). Dense layers and activations are left out.
-
-    Args:
-        network: a `NetworkConfig` (its `num_features` gives the widths).
-        resolution: the stage's resolution (power of two >= 4).
-        fade_in: whether the stage fades in from resolution / 2.
-
-    Returns:
-        float multiply-adds per image (G + D).
-    """
-    channels = network.num_channels
-
-    def width(r):
-        return network.num_features(int(math.log2(r)) - 1)
-
-    total = 2 * 16 * 9 * width(4) * width(4)  # the 4x4 conv of G and of D
-    r = 8
-    while r <= resolution:
-        total += 2 * r * r * 9 * (width(r // 2) * width(r) + width(r) * width(r))
-        r *= 2
-    total += 2 * resolution * resolution * channels * width(resolution)  # to_rgb and from_rgb
-    if fade_in:
-        half = resolution // 2
-        total += 2 * half * half * channels * width(half)
-    return float(total)
 
 
 def fit_cost_model(measured):
@@ -105,14 +72,14 @@ class RunProgress:
         phases: the schedule's `Phase` list (`schedule.phases(config)`).
         total_images: images of the whole run.
         images_shown: images already shown when this session starts (a resumed run).
-        phase_costs: relative cost per image of each phase (e.g. `stage_macs`), same order.
+        phase_costs: relative cost per image of each phase (e.g. `cost_model.iteration_flops` per image), same order.
         clock: seconds as a float (`time.perf_counter`; tests pass their own).
         elapsed_before: training seconds of the earlier sessions of a resumed run.
 
     Example (the training loop):
         >>> progress = RunProgress(all_phases, total_images, images_shown, costs)
         >>> progress.start_phase(phase.index)       # before the phase's first step
-        >>> stats = step(iterator); images_shown += batch
+        >>> call = step(iterator, n); images_shown += n * batch
         >>> progress.step_done(images_shown)        # after the step's results are fetched
         >>> record.update(progress.tick(images_shown))
     """

@@ -14,12 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
+from progan_tf import cost_model
 from progan_tf import data as data_lib
 from progan_tf import distribute, export, images, interrupts, pyramid_check, run_files
 from progan_tf import progress as progress_lib
+from progan_tf.config import AUTO_STEPS_PER_CALL
 from progan_tf.errors import EXIT_DIVERGED, FilesystemError, RunStopped, UserInputError
 from progan_tf.metrics.periodic import small_swd
-from progan_tf.progan import ProGAN
+from progan_tf.progan import SKIP_REASONS, ProGAN
 from progan_tf.schedule import format_schedule, learning_rate_at, phase_at, phases
 
 
@@ -101,11 +103,13 @@ class _TickMeter:
     def reset(self):
         self.sums, self.steps, self.skipped = {}, 0, 0
 
-    def add(self, stats):
-        self.steps += 1
-        for key, value in stats.items():
+    def add(self, sums, iterations):
+        """`sums`: {statistic: its sum over `iterations` iterations} (a call of the step)."""
+        self.steps += iterations
+        for key, value in sums.items():
             self.sums[key] = self.sums.get(key, 0.0) + float(value)
-        self.skipped += int(stats["d_finite"] < 1) + int(stats["g_finite"] < 1)
+        # The finite flags are 0 or 1 on every replica (agreed), so their sums count updates.
+        self.skipped += round(2 * iterations - sums["d_finite"] - sums["g_finite"])
 
     def summary(self):
         record = {k: v / max(self.steps, 1) for k, v in self.sums.items() if not k.endswith("_finite")}
@@ -119,18 +123,16 @@ class _SkipStreak:
     def __init__(self):
         self.length, self.reasons = 0, {}
 
-    def add(self, stats):
-        reasons = [
-            f"{label} {'loss/gradients' if stats[f'{net}_grads_finite'] < 1 else 'update'}"
-            for net, label in (("d", "critic"), ("g", "generator"))
-            if stats[f"{net}_finite"] < 1
-        ]
-        if not reasons:
+    def add(self, call):
+        """`call`: a step's result; its streak counts the skipped iterations since the last one
+        that applied both updates, within the call (`ProGAN.make_distributed_step`)."""
+        if call["streak_broken"]:
             self.length, self.reasons = 0, {}
-            return
-        self.length += 1
-        for reason in reasons:
-            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        self.length += round(call["streak"])
+        for reason in SKIP_REASONS:
+            count = round(call[f"streak_{reason}"])
+            if count:
+                self.reasons[reason] = self.reasons.get(reason, 0) + count
 
     def describe(self):
         return ", ".join(f"{reason} non-finite {count}x" for reason, count in self.reasons.items())
@@ -150,8 +152,10 @@ def _diverged(config, phase, images_shown, what):
     saved = ckpt_lib.list_checkpoints(pathlib.Path(config.run_dir) / "checkpoints")
     lower = _lower_learning_rate_flag(config, phase)
     if saved:
-        advice = (f"newest good checkpoint: {saved[-1]}; to resume from it with a lower learning rate, add "
-                  f"--resume={saved[-1]} {lower} to the same command")
+        advice = (
+            f"newest good checkpoint: {saved[-1]}; to resume from it with a lower learning rate, add "
+            f"--resume={saved[-1]} {lower} to the same command"
+        )
     else:
         advice = f"no checkpoint was written yet; rerun the same command with a lower learning rate, e.g. {lower}"
     return RunStopped(
@@ -209,6 +213,24 @@ def _distributed_dataset(strategy, config, phase, skip_batches):
         return dataset
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def steps_per_call(config, resolution):
+    """Training iterations per compiled call at `resolution` (`TrainConfig.steps_per_call`)."""
+    return config.steps_per_call or AUTO_STEPS_PER_CALL.get(resolution, 1)
+
+
+def iterations_until_boundary(config, phase, images_shown, total_images, limit):
+    """Iterations (1..limit) for the next call: it ends at the first iteration that reaches the
+    phase's end or passes a tick, sample, checkpoint or evaluation point, so a call never crosses
+    one and everything logged or saved is where one iteration per call would have put it."""
+    end = min(phase.end_images, total_images)
+    intervals = (config.tick_kimg, config.sample_kimg, config.checkpoint_kimg, config.eval_kimg)
+    for count in range(1, limit + 1):
+        before, after = images_shown + (count - 1) * phase.batch_size, images_shown + count * phase.batch_size
+        if after >= end or any(crossed(before, after, interval) for interval in intervals):
+            return count
+    return limit
 
 
 def write_samples(model, logger, samples_dir, latents, images_shown):
@@ -275,8 +297,13 @@ def write_reals(logger, samples_dir, config):
     """samples/reals.png: the first grid_size training images at the final resolution (once)."""
     path = samples_dir / "reals.png"
     if not path.exists():
-        reals = np.concatenate(list(data_lib.iterate_images(config.data_dir, config.network.resolution,
-                                                            config.grid_size, limit=config.grid_size)))
+        reals = np.concatenate(
+            list(
+                data_lib.iterate_images(
+                    config.data_dir, config.network.resolution, config.grid_size, limit=config.grid_size
+                )
+            )
+        )
         grid = images.tile_grid(reals, images.SAMPLE_MIN_TILE)
         images.save_png(path, grid)
         logger.image("reals", grid, 0)
@@ -326,6 +353,7 @@ def train(config, strategy=None):
                 adam_epsilon=config.optimizer.epsilon,
                 gp_reference_scaling=config.loss.gp_reference_scaling,
                 mixed_precision=config.mixed_precision,
+                jit_compile=config.jit_compile,
             )
         resume_from = start.checkpoint
         if resume_from is not None:
@@ -370,7 +398,7 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
         all_phases,
         total_images,
         images_shown,
-        [progress_lib.stage_macs(config.network, p.resolution, p.fade_in) for p in all_phases],
+        [cost_model.iteration_flops(config.network, p.resolution, p.fade_in, 1) for p in all_phases],
         elapsed_before=float(resumed_meta.get("time_sec", 0.0)),
     )
     streak = _SkipStreak()
@@ -410,6 +438,7 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
             f"kimg {phase.start_kimg:g}-{phase.end_kimg:g}, batch {phase.batch_size}, lr {phase.learning_rate:g}"
         )
         learning_rate = None
+        first_call = True
         while images_shown < min(phase.end_images, total_images):
             before = images_shown
             rate = learning_rate_at(config.schedule, phase, images_shown)
@@ -417,15 +446,20 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
                 for optimizer in (model.g_optimizer, model.d_optimizer):
                     optimizer.learning_rate.assign(rate)
                 learning_rate = rate
+            # One iteration first (its time is the phase's start-up) and while the rate ramps.
+            ramping = learning_rate_at(config.schedule, phase, images_shown + phase.batch_size) != rate
+            limit = 1 if first_call or ramping else steps_per_call(config, phase.resolution)
+            iterations = iterations_until_boundary(config, phase, images_shown, total_images, limit)
+            first_call = False
             try:
-                stats = step(iterator, tf.constant(stop_requests.as_flags()))
+                call = step(iterator, tf.constant(iterations), tf.constant(stop_requests.as_flags()))
+                call = tf.nest.map_structure(lambda value: value.numpy(), call)
             except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
                 raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
-            stats = {k: float(v.numpy()) for k, v in stats.items()}
-            images_shown += phase.batch_size
-            stop_signal = interrupts.agreed_signal(stats.pop("stop_sigint"), stats.pop("stop_sigterm"))
-            meter.add(stats)
-            streak.add(stats)
+            images_shown += iterations * phase.batch_size
+            stop_signal = interrupts.agreed_signal(call["stop_sigint"], call["stop_sigterm"])
+            meter.add(call["sums"], iterations)
+            streak.add(call)
             progress.step_done(images_shown)
             kimg = images_shown / 1000
             phase_done = images_shown >= phase.end_images
@@ -452,7 +486,9 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
                 meter.reset()
             if config.max_consecutive_skips and streak.length >= config.max_consecutive_skips:
                 stop = _diverged(
-                    config, phase, images_shown,
+                    config,
+                    phase,
+                    images_shown,
                     f"{streak.length} iterations in a row skipped an update ({streak.describe()}; "
                     f"--max_consecutive_skips={config.max_consecutive_skips})",
                 )

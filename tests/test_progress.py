@@ -104,15 +104,6 @@ def test_resumed_run_counts_from_its_images():
     assert fields["eta_sec"] == pytest.approx(0.0 + 1000 * 0.003 + 1.0)  # phase 2: the same cost
 
 
-def test_stage_macs_by_hand():
-    network = NetworkConfig(resolution=8, fmap_base=64, fmap_max=16)  # widths: 4x4 16, 8x8 16
-    four = 2 * 16 * 9 * 16 * 16 + 2 * 16 * 3 * 16
-    assert progress.stage_macs(network, 4) == four
-    eight = 2 * 16 * 9 * 16 * 16 + 2 * 64 * 9 * (16 * 16 + 16 * 16) + 2 * 64 * 3 * 16
-    assert progress.stage_macs(network, 8) == eight
-    assert progress.stage_macs(network, 8, fade_in=True) == eight + 2 * 16 * 3 * 16
-
-
 def test_format_duration_and_tick_text():
     assert progress.format_duration(None) == "?"
     assert progress.format_duration(42.4) == "42s"

@@ -134,7 +134,7 @@ def test_fade_alpha_reaches_g_d_and_reals_without_retracing():
         fake_other_alpha = float(np.mean(model.d_model(model.g_model(latents, training=True), training=True)))
         model.set_alpha(0.0)  # the step must set every alpha itself
 
-        stats = step(iterator)
+        stats = step(iterator)["sums"]
 
         assert float(stats["alpha"]) == pytest.approx(alpha, abs=1e-7)
         for name, network in model.networks.items():
@@ -155,7 +155,7 @@ def test_non_finite_critic_update_is_skipped():
     model, _ = _started_model(0)  # 4x4
     step = model.make_distributed_step(tf.distribute.get_strategy())
     d_before, g_before = model.discriminator.get_weight_values(), model.generator.get_weight_values()
-    stats = step(_constant_iterator(np.full((BATCH, 4, 4, 3), np.inf, np.float32)))
+    stats = step(_constant_iterator(np.full((BATCH, 4, 4, 3), np.inf, np.float32)))["sums"]
     assert float(stats["d_finite"]) == 0.0
     assert float(stats["g_finite"]) == 1.0  # the generator's loss never sees the reals
     for before, after in zip(d_before, model.discriminator.get_weight_values()):
@@ -173,7 +173,7 @@ def test_nan_critic_weight_skips_both_updates():
     step = model.make_distributed_step(tf.distribute.get_strategy())
     d_before, g_before = model.discriminator.get_weight_values(), model.generator.get_weight_values()
     reals = np.random.default_rng(2).uniform(-1, 1, (BATCH, 4, 4, 3)).astype(np.float32)
-    stats = step(_constant_iterator(reals))
+    stats = step(_constant_iterator(reals))["sums"]
     assert float(stats["d_finite"]) == 0.0 and float(stats["g_finite"]) == 0.0
     for before, after in zip(d_before + g_before, model.discriminator.get_weight_values() + model.generator.get_weight_values()):
         np.testing.assert_array_equal(before, after)
@@ -391,7 +391,7 @@ def test_mixed_precision_step_keeps_float32_weights_and_scales_the_penalty():
         before = _values(model.d_model.trainable_weights)
         finite_steps = []
         for _ in range(4):
-            stats = step(iterator)
+            stats = step(iterator)["sums"]
             finite_steps.append(float(stats["d_finite"]))
             # Every reported quantity is a float32 summary of a float16 network, and stays finite.
             assert all(np.isfinite(float(v)) for v in stats.values())

@@ -114,6 +114,8 @@ def train_config_from_flags(values):
         resume=values.resume,
         overwrite=values.overwrite,
         max_consecutive_skips=values.max_consecutive_skips,
+        steps_per_call=values.steps_per_call,
+        jit_compile=values.jit_compile,
         grid_size=values.grid_size,
         export_at_end=values.export_at_end,
         deterministic=values.deterministic,
