@@ -346,7 +346,10 @@ class ProGAN(keras.Model):
         worker's [SIGINT, SIGTERM] requests: positive on every worker when any worker asked to
         stop, so all of them stop after the same call).
 
-        Returns a dict: `sums` ({statistic: sum over the call's iterations of the replica mean},
+        A call whose `stop_flags` are set on any worker ends after its first iteration.
+
+        Returns a dict: `iterations` (run by this call), `sums` ({statistic: sum over them of the
+        replica mean},
         `alpha` included), `stop_sigint`, `stop_sigterm`, and the skip streak within the call:
         `streak_broken` (an iteration applied both updates), `streak` (the skipped iterations
         since the last such one, or since the call began) and `streak_<reason>` counts of what
@@ -390,8 +393,10 @@ class ProGAN(keras.Model):
                 reasons = tf.where(skipped, reasons + skipped_reasons, tf.zeros_like(reasons))
                 return i + 1, sums + values, stops, broken, streak, reasons
 
-            _, sums, stops, broken, streak, reasons = tf.while_loop(
-                lambda i, *_: i < num_steps,
+            # A stop request (agreed by the all-reduce, so every worker decides alike) ends the
+            # call after the iteration that carried it.
+            iterations, sums, stops, broken, streak, reasons = tf.while_loop(
+                lambda i, sums, stops, *_: (i < num_steps) & (tf.reduce_max(stops) <= 0.0),
                 body,
                 (
                     tf.constant(0),
@@ -403,6 +408,7 @@ class ProGAN(keras.Model):
                 ),
             )
             return {
+                "iterations": iterations,
                 "sums": dict(zip(names, tf.unstack(sums))),
                 "stop_sigint": stops[0],
                 "stop_sigterm": stops[1],

@@ -456,6 +456,7 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
                 call = tf.nest.map_structure(lambda value: value.numpy(), call)
             except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
                 raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
+            iterations = int(call["iterations"])  # fewer than asked when a stop was requested
             images_shown += iterations * phase.batch_size
             stop_signal = interrupts.agreed_signal(call["stop_sigint"], call["stop_sigterm"])
             meter.add(call["sums"], iterations)

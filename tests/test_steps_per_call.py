@@ -100,3 +100,12 @@ def test_xla_compiled_gradients_give_the_same_training():
         assert float(xla_call["sums"][name]) == pytest.approx(float(plain_call["sums"][name]), rel=1e-3, abs=1e-4), name
     for a, b in zip(_state(plain), _state(compiled)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_a_stop_request_ends_the_call_after_one_iteration():
+    model, phase = _model()
+    step = model.make_distributed_step(tf.distribute.get_strategy())
+    call = step(_reals_iterator(phase.resolution, 8), 8, tf.constant([0.0, 1.0]))  # SIGTERM asked
+    assert int(call["iterations"]) == 1 and float(call["stop_sigterm"]) > 0
+    assert int(model.images_shown.numpy()) == phase.start_images + BATCH
+    assert int(step(_reals_iterator(phase.resolution, 8), 8)["iterations"]) == 8
