@@ -1,7 +1,7 @@
 """Training checkpoints: every network and optimizer variable plus the run position, in one file.
 
-A checkpoint is a NumPy `.npz` archive named by the images shown (`ckpt-<images>.npz`), written to
-a temporary name, flushed to disk and renamed, so a crash never leaves a half-written checkpoint
+A checkpoint is a NumPy `.npz` archive named by the images shown (`ckpt-<images>.npz`), written
+by `atomic_files.write_atomically`, so a crash never leaves a half-written checkpoint
 under a real name. All randomness of the training loop is a stateless function of
 (seed, images shown) and the data order a function of (seed, phase, batches consumed), so the
 images count and the phase's starting count are the whole random state.
@@ -12,8 +12,8 @@ aside (`<name>.corrupt`) and the newest usable one is used instead; a resume fro
 checkpoint of the same run moves the newer ones aside (`<name>.superseded`).
 """
 
-import contextlib
 import dataclasses
+import io
 import json
 import os
 import pathlib
@@ -22,6 +22,7 @@ import zipfile
 
 import numpy as np
 
+from progan_tf import atomic_files
 from progan_tf.errors import FilesystemError, UserInputError
 
 FORMAT_VERSION = 1
@@ -108,24 +109,14 @@ def save_checkpoint(directory, model, meta, keep=5):
         raise NonFiniteError(bad)
     arrays["meta"] = np.array(json.dumps({**meta, "format_version": FORMAT_VERSION}))
     path = checkpoint_path(directory, meta["images_shown"])
-    temporary = path.with_name(path.name + ".tmp")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("ckpt-*.npz.tmp"):  # left by a run killed while writing
+        for stale in directory.glob("ckpt-*.npz.tmp*"):  # left by a run killed while writing
             stale.unlink()
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        directory_fd = os.open(directory, os.O_RDONLY)  # make the rename itself durable
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+        atomic_files.write_atomically(path, buffer.getvalue())
     except OSError as error:
-        with contextlib.suppress(OSError):  # the write failed; the cleanup may too
-            temporary.unlink()
         raise FilesystemError(f"could not write checkpoint {path}: {error.strerror or error}") from None
     if keep:
         for old in list_checkpoints(directory)[:-keep]:

@@ -9,11 +9,11 @@ import contextlib
 import dataclasses
 import datetime
 import json
-import os
 import pathlib
 
 import tensorflow as tf
 
+from progan_tf import atomic_files
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf.config import TrainConfig
 from progan_tf.errors import FilesystemError, UserInputError
@@ -48,22 +48,6 @@ def writing(path, what):
     except (OSError, tf.errors.OpError) as error:
         reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
         raise FilesystemError(f"could not write {what} {path}: {reason.strip().splitlines()[0]}") from None
-
-
-def write_text_atomic(path, text):
-    """Writes `text` to a temporary file, flushes it to disk and renames it over `path`."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):  # the write failed; the cleanup may too
-            temporary.unlink()
-        raise
 
 
 def flag_name(key):
@@ -244,5 +228,5 @@ def continue_stats(path, images_shown):
         else:
             kept.append(line)
     if dropped:
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        atomic_files.write_atomically(path, "".join(line + "\n" for line in kept))
     return dropped

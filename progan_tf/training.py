@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf import data as data_lib
-from progan_tf import distribute, export, images, interrupts, pyramid_check, run_files
+from progan_tf import atomic_files, distribute, export, images, interrupts, pyramid_check, run_files
 from progan_tf import progress as progress_lib
 from progan_tf.errors import EXIT_DIVERGED, FilesystemError, RunStopped, UserInputError
 from progan_tf.metrics.periodic import small_swd
@@ -247,9 +247,9 @@ def _open_run_dir(config, start, chief):
         config_text = config.to_json()
         if config_text != start.previous_text:
             with run_files.writing(run_dir / run_files.CONFIG_FILE, "the run config"):
-                run_files.write_text_atomic(run_dir / run_files.CONFIG_FILE, config_text)
+                atomic_files.write_atomically(run_dir / run_files.CONFIG_FILE, config_text)
         with run_files.writing(run_dir / "schedule.txt", "the schedule"):
-            run_files.write_text_atomic(run_dir / "schedule.txt", format_schedule(config.schedule) + "\n")
+            atomic_files.write_atomically(run_dir / "schedule.txt", format_schedule(config.schedule) + "\n")
         with run_files.writing(run_dir / run_files.HISTORY_FILE, "the config history"):
             run_files.append_line(run_dir / run_files.HISTORY_FILE, run_files.history_record(start, config_text))
         with run_files.writing(run_dir / run_files.STATS_FILE, "the statistics"):
