@@ -11,6 +11,7 @@ visible at once or not at all; fsync has no meaning there.
 
 import contextlib
 import os
+import pathlib
 import secrets
 
 import tensorflow as tf
@@ -21,6 +22,59 @@ TEMPORARY_MARK = ".tmp-"
 def is_local(path):
     """Whether `path` is on the local filesystem (no `scheme://` prefix)."""
     return "://" not in str(path)
+
+
+class UrlPath(str):
+    """A `scheme://...` path with the few `pathlib` spellings runs use (`/`, `name`, `parent`,
+    `with_name`); pathlib itself would fold `ram://x` into `ram:/x`. Filesystem calls on it go
+    through `tf.io.gfile`."""
+
+    def __truediv__(self, name):
+        return UrlPath(f"{self.rstrip('/')}/{name}")
+
+    @property
+    def name(self):
+        return self.rstrip("/").rpartition("/")[2]
+
+    @property
+    def parent(self):
+        head = self.rstrip("/").rpartition("/")[0]
+        return UrlPath(head if not head.endswith(":/") else head + "/")
+
+    def with_name(self, name):
+        return self.parent / name
+
+
+def as_path(path):
+    """`path` as a `pathlib.Path` when local, a `UrlPath` otherwise; both join with `/`."""
+    return pathlib.Path(path) if is_local(path) else UrlPath(path)
+
+
+def path_in(directory, name):
+    return as_path(directory) / name
+
+
+def error_reason(error):
+    """The first line of why an OSError or a `tf.errors.OpError` happened."""
+    reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+    return reason.strip().splitlines()[0]
+
+
+def exists(path):
+    return tf.io.gfile.exists(str(path))
+
+
+def read_text(path):
+    with tf.io.gfile.GFile(str(path), "rb") as handle:
+        return handle.read().decode()
+
+
+def open_append(path):
+    """A text file opened for appending, line-buffered on a local disk; elsewhere a `GFile`
+    (flushed by the caller after each record)."""
+    if is_local(path):
+        return open(path, "a", buffering=1)
+    return tf.io.gfile.GFile(str(path), "a")
 
 
 def temporary_name(path):

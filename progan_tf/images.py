@@ -1,7 +1,6 @@
 """Converting generator output to uint8 images, tiling grids and writing PNG files."""
 
 import io
-import pathlib
 
 import numpy as np
 import tensorflow as tf
@@ -65,7 +64,7 @@ def tile_grid(images, min_tile, columns=None):
 
 def save_png(path, image):
     """Writes an (H, W, 1|3) uint8 image as PNG, atomically."""
-    path = pathlib.Path(path)
+    path = atomic_files.as_path(path)
     image = np.asarray(image)
     pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
     encoded = io.BytesIO()
