@@ -69,6 +69,13 @@ def _copy_run(run_dir, tmp_path):
     return copy
 
 
+def _run_lines(stdout):
+    """The run's own stdout lines: without the devices / strategy line that main.py prints first."""
+    lines = stdout.splitlines()
+    assert lines[0].startswith("devices: "), lines[:1]
+    return lines[1:]
+
+
 def _files(directory):
     """{relative path: bytes} of every file under `directory`."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
@@ -434,7 +441,7 @@ def test_sigint_mid_fade_and_sigterm_mid_phase_resume_bit_identically(pyramid, t
         assert reference.returncode == 0, err[-4000:]
     finally:
         helpers.kill_process(reference)
-    assert finished.stdout.splitlines()[0] == f"resumed from {path} at kimg {phase_stop / 1000:.3f}"
+    assert _run_lines(finished.stdout)[0] == f"resumed from {path} at kimg {phase_stop / 1000:.3f}"
     assert finished.stdout.splitlines()[-1].startswith("done: kimg 0.192")
 
     # Every checkpoint of the interrupted run (the stops' included) equals the uninterrupted
@@ -573,7 +580,7 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
     )
     (moved,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert _files(moved) == before
-    assert fresh.stdout.splitlines()[0] == f"--overwrite: moved the previous run to {moved}"
+    assert _run_lines(fresh.stdout)[0] == f"--overwrite: moved the previous run to {moved}"
     assert "resumed from" not in fresh.stdout
     log = (run_dir / "log.txt").read_text()
     assert log.count("dataset ") == 1 and "resumed from" not in log
@@ -598,7 +605,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
     result = helpers.run_checked(
         helpers.main_command(*helpers.main_flags(pyramid, run_dir, **dict(SHORT, total_kimg=0.064)))
     )
-    lines = result.stdout.splitlines()
+    lines = _run_lines(result.stdout)
     assert lines[0].startswith(f"skipping checkpoint {newest}: Checkpoint {newest} is truncated or corrupt")
     assert lines[0].endswith("moved it aside (ckpt-000000000048.npz.corrupt)")
     assert lines[1] == f"resumed from {run_dir / 'checkpoints' / 'ckpt-000000000032.npz'} at kimg 0.032"
@@ -705,7 +712,7 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_the_rerun_resumes(pyramid, tm
             subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)
         rerun = helpers.run_checked(command)
         assert (
-            rerun.stdout.splitlines()[0] == f"resumed from {run_dir / 'checkpoints' / f'ckpt-{written[-1]:012d}.npz'} "
+            _run_lines(rerun.stdout)[0] == f"resumed from {run_dir / 'checkpoints' / f'ckpt-{written[-1]:012d}.npz'} "
             f"at kimg {written[-1] / 1000:.3f}"
         )
         assert rerun.stdout.splitlines()[-1].startswith("done: kimg 0.064")
