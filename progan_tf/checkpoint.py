@@ -78,6 +78,19 @@ def list_checkpoints(directory):
     return sorted(atomic_files.path_in(directory, name) for name in names if _NAME.match(name))
 
 
+def model_arrays(model):
+    """{`<network or optimizer>/<index>`: array} of a `ProGAN` with a started phase: what a
+    checkpoint holds besides the run position."""
+    arrays = {}
+    for name, network in model.networks.items():
+        for index, value in enumerate(network.get_weight_values()):
+            arrays[f"{name}/{index:04d}"] = value
+    for name, optimizer in (("g_optimizer", model.g_optimizer), ("d_optimizer", model.d_optimizer)):
+        for index, variable in enumerate(optimizer.variables):
+            arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
+    return arrays
+
+
 def save_checkpoint(directory, model, meta, keep=5):
     """Writes the model's networks and current optimizers atomically; keeps the `keep` newest.
 
@@ -95,13 +108,7 @@ def save_checkpoint(directory, model, meta, keep=5):
         FilesystemError: the write failed (disk full, read-only, permissions); the temporary
             file is removed and the earlier checkpoints are untouched.
     """
-    arrays = {}
-    for name, network in model.networks.items():
-        for index, value in enumerate(network.get_weight_values()):
-            arrays[f"{name}/{index:04d}"] = value
-    for name, optimizer in (("g_optimizer", model.g_optimizer), ("d_optimizer", model.d_optimizer)):
-        for index, variable in enumerate(optimizer.variables):
-            arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
+    arrays = model_arrays(model)
     bad = non_finite_arrays(arrays)
     if bad:
         raise NonFiniteError(bad)
