@@ -5,6 +5,7 @@ through `tf.io.gfile` and only inside this process, so the run trains in-process
 """
 
 import json
+import types
 
 import numpy as np
 import tensorflow as tf
@@ -12,6 +13,7 @@ import tensorflow as tf
 from datasets.build import build_pyramid
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf import runs, training
+from progan_tf.cli import export as cli_export
 from progan_tf.config import TrainConfig
 from progan_tf.images import to_uint8_tensor
 from tests import helpers_training as helpers
@@ -57,3 +59,10 @@ def test_a_ram_run_trains_checkpoints_resumes_and_exports():
             if "fade" not in a.path:
                 np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert tf.io.gfile.exists(f"{run_dir}/export.keras")
+
+    cli_export.run(types.SimpleNamespace(mode="export", run_dir=run_dir, checkpoint=None, output_dir=None))
+    reexported = tf.saved_model.load(f"{run_dir}/export-kimg000000.056")  # --mode=export of the ram:// run
+    np.testing.assert_array_equal(
+        reexported.serve(tf.constant(latents)).numpy(),
+        to_uint8_tensor(restored.gs_model(latents, training=False)).numpy(),
+    )
