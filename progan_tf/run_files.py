@@ -86,7 +86,8 @@ def read_run_config(run_dir):
         return None
     try:
         return TrainConfig.from_dict(json.loads(atomic_files.read_text(path))).to_dict()
-    except (OSError, tf.errors.OpError, ValueError, TypeError) as error:  # unreadable, bad JSON, a key TrainConfig rejects
+    # Unreadable, bad JSON, a key TrainConfig rejects.
+    except (OSError, tf.errors.OpError, ValueError, TypeError) as error:
         raise UserInputError(
             f"{path} is not a readable run config ({error}); fix or move it. Received: run_dir={run_dir}"
         ) from None
