@@ -20,6 +20,7 @@ import secrets
 
 import tensorflow as tf
 
+from progan_tf.atomic_files import write_atomically
 from progan_tf.errors import UserInputError
 from progan_tf.pyramid_check import load_manifest
 from progan_tf.pyramid_format import (
@@ -43,19 +44,6 @@ def describe_filesystem_error(error: Exception) -> str:
         return f"{error.filename}: {error.strerror}" if error.filename else str(error)
     path, separator, reason = error.message.partition("; ")
     return f"{path}: {reason}" if separator else error.message
-
-
-def write_atomically(path: str, contents: str):
-    """Writes a text file so that readers see the old contents or the new, never a part."""
-    temporary = f"{path}.tmp-{secrets.token_hex(4)}"
-    try:
-        with tf.io.gfile.GFile(temporary, "w") as handle:
-            handle.write(contents)
-        tf.io.gfile.rename(temporary, path, overwrite=True)
-    except BaseException:
-        with contextlib.suppress(*FILESYSTEM_ERRORS):
-            tf.io.gfile.remove(temporary)
-        raise
 
 
 def records_per_shard(resolution: int, num_images: int, shards_per_level: int | None) -> int:

@@ -1,7 +1,7 @@
 """Training checkpoints: every network and optimizer variable plus the run position, in one file.
 
-A checkpoint is a NumPy `.npz` archive named by the images shown (`ckpt-<images>.npz`), written to
-a temporary name, flushed to disk and renamed, so a crash never leaves a half-written checkpoint
+A checkpoint is a NumPy `.npz` archive named by the images shown (`ckpt-<images>.npz`), written
+by `atomic_files.write_atomically`, so a crash never leaves a half-written checkpoint
 under a real name. All randomness of the training loop is a stateless function of
 (seed, images shown) and the data order a function of (seed, phase, batches consumed), so the
 images count and the phase's starting count are the whole random state.
@@ -12,16 +12,16 @@ aside (`<name>.corrupt`) and the newest usable one is used instead; a resume fro
 checkpoint of the same run moves the newer ones aside (`<name>.superseded`).
 """
 
-import contextlib
 import dataclasses
+import io
 import json
-import os
-import pathlib
 import re
 import zipfile
 
 import numpy as np
+import tensorflow as tf
 
+from progan_tf import atomic_files
 from progan_tf.errors import FilesystemError, UserInputError
 
 FORMAT_VERSION = 1
@@ -30,7 +30,7 @@ _NAME = re.compile(r"^ckpt-(\d{12})\.npz$")
 
 @dataclasses.dataclass
 class Checkpoint:
-    path: pathlib.Path
+    path: object  # `atomic_files.as_path`: a pathlib.Path on a local disk, a UrlPath elsewhere
     meta: dict
     arrays: dict
 
@@ -62,20 +62,33 @@ def non_finite_arrays(arrays):
 
 
 def checkpoint_path(directory, images_shown):
-    return pathlib.Path(directory) / f"ckpt-{int(images_shown):012d}.npz"
+    return atomic_files.path_in(directory, f"ckpt-{int(images_shown):012d}.npz")
 
 
 def checkpoint_images(path):
     """The images count in a checkpoint's file name."""
-    return int(_NAME.match(pathlib.Path(path).name).group(1))
+    return int(_NAME.match(atomic_files.as_path(path).name).group(1))
 
 
 def list_checkpoints(directory):
     """Complete checkpoints in `directory`, oldest first."""
-    directory = pathlib.Path(directory)
-    if not directory.is_dir():
+    if not tf.io.gfile.isdir(str(directory)):
         return []
-    return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+    names = (name.rstrip("/") for name in tf.io.gfile.listdir(str(directory)))
+    return sorted(atomic_files.path_in(directory, name) for name in names if _NAME.match(name))
+
+
+def model_arrays(model):
+    """{`<network or optimizer>/<index>`: array} of a `ProGAN` with a started phase: what a
+    checkpoint holds besides the run position."""
+    arrays = {}
+    for name, network in model.networks.items():
+        for index, value in enumerate(network.get_weight_values()):
+            arrays[f"{name}/{index:04d}"] = value
+    for name, optimizer in (("g_optimizer", model.g_optimizer), ("d_optimizer", model.d_optimizer)):
+        for index, variable in enumerate(optimizer.variables):
+            arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
+    return arrays
 
 
 def save_checkpoint(directory, model, meta, keep=5):
@@ -95,57 +108,43 @@ def save_checkpoint(directory, model, meta, keep=5):
         FilesystemError: the write failed (disk full, read-only, permissions); the temporary
             file is removed and the earlier checkpoints are untouched.
     """
-    directory = pathlib.Path(directory)
-    arrays = {}
-    for name, network in model.networks.items():
-        for index, value in enumerate(network.get_weight_values()):
-            arrays[f"{name}/{index:04d}"] = value
-    for name, optimizer in (("g_optimizer", model.g_optimizer), ("d_optimizer", model.d_optimizer)):
-        for index, variable in enumerate(optimizer.variables):
-            arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
+    arrays = model_arrays(model)
     bad = non_finite_arrays(arrays)
     if bad:
         raise NonFiniteError(bad)
     arrays["meta"] = np.array(json.dumps({**meta, "format_version": FORMAT_VERSION}))
     path = checkpoint_path(directory, meta["images_shown"])
-    temporary = path.with_name(path.name + ".tmp")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("ckpt-*.npz.tmp"):  # left by a run killed while writing
-            stale.unlink()
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        directory_fd = os.open(directory, os.O_RDONLY)  # make the rename itself durable
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
-    except OSError as error:
-        with contextlib.suppress(OSError):  # the write failed; the cleanup may too
-            temporary.unlink()
-        raise FilesystemError(f"could not write checkpoint {path}: {error.strerror or error}") from None
+        tf.io.gfile.makedirs(str(directory))
+        for stale in tf.io.gfile.glob(str(atomic_files.path_in(directory, "ckpt-*.npz.tmp*"))):
+            tf.io.gfile.remove(stale)  # left by a run killed while writing
+        atomic_files.write_atomically(path, buffer.getvalue())
+    except (OSError, tf.errors.OpError) as error:
+        raise FilesystemError(f"could not write checkpoint {path}: {atomic_files.error_reason(error)}") from None
     if keep:
         for old in list_checkpoints(directory)[:-keep]:
             try:
-                old.unlink()
-            except OSError as error:
-                raise FilesystemError(f"could not remove old checkpoint {old}: {error.strerror or error}") from None
+                tf.io.gfile.remove(str(old))
+            except tf.errors.OpError as error:
+                reason = atomic_files.error_reason(error)
+                raise FilesystemError(f"could not remove old checkpoint {old}: {reason}") from None
     return path
 
 
 def load_checkpoint(path):
     """Reads a checkpoint; a UserInputError names the file if it is missing, truncated or corrupt."""
-    path = pathlib.Path(path)
-    if not path.is_file():
+    path = atomic_files.as_path(path)
+    if not tf.io.gfile.exists(str(path)) or tf.io.gfile.isdir(str(path)):
         raise UserInputError(f"Checkpoint file not found. Received: checkpoint={path}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with tf.io.gfile.GFile(str(path), "rb") as handle:
+            contents = io.BytesIO(handle.read())
+        with np.load(contents, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, tf.errors.OpError, ValueError, KeyError, EOFError) as error:
         raise UserInputError(
             f"Checkpoint {path} is truncated or corrupt ({type(error).__name__}: {error}); "
             f"expected a complete progan-tf .npz checkpoint. Received: checkpoint={path}"
@@ -190,16 +189,16 @@ def newest_usable_checkpoint(paths):
 def set_aside(path, suffix=".corrupt"):
     """Renames a checkpoint to `<name><suffix>` (never deleted; no longer listed); a name taken
     by an earlier one gets a number."""
-    path = pathlib.Path(path)
+    path = atomic_files.as_path(path)
     target, number = path.with_name(path.name + suffix), 1
-    while target.exists():
+    while atomic_files.exists(target):
         target, number = path.with_name(f"{path.name}{suffix}.{number}"), number + 1
     try:
-        os.replace(path, target)
-    except FileNotFoundError:  # another worker sharing the directory moved it first
+        tf.io.gfile.rename(str(path), str(target))
+    except tf.errors.NotFoundError:  # another worker sharing the directory moved it first
         pass
-    except OSError as error:
-        reason = error.strerror or error
+    except tf.errors.OpError as error:
+        reason = atomic_files.error_reason(error)
         raise FilesystemError(f"could not move the checkpoint {path} aside: {reason}") from None
     return target
 

@@ -9,12 +9,11 @@ two endpoints (also its signatures):
 A `.keras` file of the same model is written beside it (loading it needs `progan_tf`).
 """
 
-import pathlib
-
 import keras
 import numpy as np
 import tensorflow as tf
 
+from progan_tf import atomic_files
 from progan_tf.errors import UserInputError
 from progan_tf.images import to_uint8_tensor
 from progan_tf.latents import seeded_latents
@@ -30,13 +29,13 @@ def export_generator(generator_model, export_dir, latent_size):
         latent_size: Latent dimension of the model's input.
 
     Returns:
-        `export_dir` as a `pathlib.Path`.
+        `export_dir` as `atomic_files.as_path` spells it (a `pathlib.Path` when local).
 
     Raises:
         UserInputError: a weight is NaN or infinite (a diverged generator is not exported).
         FilesystemError: the files could not be written.
     """
-    export_dir = pathlib.Path(export_dir)
+    export_dir = atomic_files.as_path(export_dir)
     non_finite = [w.path for w in generator_model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))]
     if non_finite:
         raise UserInputError(

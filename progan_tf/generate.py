@@ -20,6 +20,7 @@ Library use:
     >>> written = generate_outputs(generator, "out", num_images=16, seed=0, interpolation_steps=30)
 """
 
+import io
 import os
 import pathlib
 import shutil
@@ -27,6 +28,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from progan_tf import atomic_files
 from progan_tf import images as images_lib
 from progan_tf.errors import UserInputError
 from progan_tf.latents import seeded_latents
@@ -122,12 +124,12 @@ def save_gif(path, frames, frame_ms=80, min_size=images_lib.DISPLAY_MIN_SIZE):
         pictures.append(Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame))
     if not pictures:
         raise UserInputError("a GIF needs at least one frame. Received: frames=0")
-    temporary = path.with_name(path.name + ".tmp")
+    encoded = io.BytesIO()
     pictures[0].save(
-        temporary, format="GIF", save_all=True, append_images=pictures[1:], duration=int(frame_ms), loop=0,
+        encoded, format="GIF", save_all=True, append_images=pictures[1:], duration=int(frame_ms), loop=0,
         optimize=False, disposal=1,
     )
-    temporary.replace(path)
+    atomic_files.write_atomically(path, encoded.getvalue())
     return path
 
 
@@ -193,7 +195,7 @@ def save_mp4(path, frames, fps=30, size=512):
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    temporary.replace(path)
+    temporary.replace(path)  # local only: ffmpeg writes to a local file
     return path
 
 

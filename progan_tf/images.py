@@ -1,10 +1,12 @@
 """Converting generator output to uint8 images, tiling grids and writing PNG files."""
 
-import pathlib
+import io
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+
+from progan_tf import atomic_files
 
 # Grids, strips, GIFs and overlays enlarge small images (nearest neighbour) to at least this size.
 DISPLAY_MIN_SIZE = 128
@@ -62,10 +64,10 @@ def tile_grid(images, min_tile, columns=None):
 
 def save_png(path, image):
     """Writes an (H, W, 1|3) uint8 image as PNG, atomically."""
-    path = pathlib.Path(path)
+    path = atomic_files.as_path(path)
     image = np.asarray(image)
     pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    temporary = path.with_name(path.name + ".tmp")
-    pil.save(temporary, format="PNG")
-    temporary.replace(path)
+    encoded = io.BytesIO()
+    pil.save(encoded, format="PNG")
+    atomic_files.write_atomically(path, encoded.getvalue())
     return path

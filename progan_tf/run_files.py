@@ -9,11 +9,10 @@ import contextlib
 import dataclasses
 import datetime
 import json
-import os
-import pathlib
 
 import tensorflow as tf
 
+from progan_tf import atomic_files
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf.config import TrainConfig
 from progan_tf.errors import FilesystemError, UserInputError
@@ -46,24 +45,7 @@ def writing(path, what):
     except FilesystemError:
         raise
     except (OSError, tf.errors.OpError) as error:
-        reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
-        raise FilesystemError(f"could not write {what} {path}: {reason.strip().splitlines()[0]}") from None
-
-
-def write_text_atomic(path, text):
-    """Writes `text` to a temporary file, flushes it to disk and renames it over `path`."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):  # the write failed; the cleanup may too
-            temporary.unlink()
-        raise
+        raise FilesystemError(f"could not write {what} {path}: {atomic_files.error_reason(error)}") from None
 
 
 def flag_name(key):
@@ -99,12 +81,13 @@ def describe_changes(changes):
 def read_run_config(run_dir):
     """The run's `config.json` as `TrainConfig.to_dict()` data (older layouts read as
     `TrainConfig.from_dict` reads them), or None when there is none."""
-    path = pathlib.Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
+    path = atomic_files.path_in(run_dir, CONFIG_FILE)
+    if not atomic_files.exists(path):
         return None
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
-    except (OSError, ValueError, TypeError) as error:  # unreadable, bad JSON, a key TrainConfig rejects
+        return TrainConfig.from_dict(json.loads(atomic_files.read_text(path))).to_dict()
+    # Unreadable, bad JSON, a key TrainConfig rejects.
+    except (OSError, tf.errors.OpError, ValueError, TypeError) as error:
         raise UserInputError(
             f"{path} is not a readable run config ({error}); fix or move it. Received: run_dir={run_dir}"
         ) from None
@@ -112,10 +95,10 @@ def read_run_config(run_dir):
 
 def aside_path(run_dir):
     """A free `<run_dir>.old-<time>` name to move a used run to."""
-    run_dir = pathlib.Path(run_dir)
+    run_dir = atomic_files.as_path(run_dir)
     base = run_dir.with_name(f"{run_dir.name}.old-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     candidate, number = base, 1
-    while candidate.exists():
+    while atomic_files.exists(candidate):
         candidate, number = base.with_name(f"{base.name}-{number}"), number + 1
     return candidate
 
@@ -152,7 +135,7 @@ def check_start(config):
             resume whose architecture flags differ from the checkpoint's run; a corrupt or
             non-finite `--resume` checkpoint; a run whose checkpoints are all unusable.
     """
-    run_dir = pathlib.Path(config.run_dir)
+    run_dir = atomic_files.as_path(config.run_dir)
     existing = ckpt_lib.list_checkpoints(run_dir / "checkpoints")
     current = config.to_dict()
     if config.resume == "none" and existing:
@@ -168,7 +151,7 @@ def check_start(config):
         )
     previous_path = run_dir / CONFIG_FILE
     previous = read_run_config(run_dir)
-    previous_text = previous_path.read_text() if previous is not None else None
+    previous_text = atomic_files.read_text(previous_path) if previous is not None else None
     checkpoint, unusable, superseded, reference = None, [], [], previous
     if config.resume == "latest":
         checkpoint, unusable = ckpt_lib.newest_usable_checkpoint(existing)
@@ -182,7 +165,7 @@ def check_start(config):
         checkpoint = ckpt_lib.load_checkpoint(config.resume)
         ckpt_lib.check_finite(checkpoint)
         reference = read_run_config(checkpoint.path.parent.parent)
-        if checkpoint.path.resolve().parent == (run_dir / "checkpoints").resolve():
+        if _same_folder(checkpoint.path.parent, run_dir / "checkpoints"):
             superseded = [p for p in existing if ckpt_lib.checkpoint_images(p) > checkpoint.images_shown]
     changes = config_changes(previous, current) if previous is not None else {}
     if checkpoint is not None and reference is not None:
@@ -218,8 +201,14 @@ def history_record(start, config_text):
     return record
 
 
+def _same_folder(a, b):
+    if atomic_files.is_local(a) and atomic_files.is_local(b):
+        return a.resolve() == b.resolve()
+    return str(a).rstrip("/") == str(b).rstrip("/")
+
+
 def append_line(path, record):
-    with open(path, "a") as handle:
+    with atomic_files.open_append(path) as handle:
         handle.write(json.dumps(record, default=str) + "\n")
 
 
@@ -229,11 +218,10 @@ def continue_stats(path, images_shown):
     Rows written by `--mode=evaluate` (`"kind"` set) stay. Rewritten atomically, only when a row
     goes. Returns the number of rows dropped.
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
+    if not atomic_files.exists(path):
         return 0
     kept, dropped = [], 0
-    for line in path.read_text().splitlines():
+    for line in atomic_files.read_text(path).splitlines():
         try:
             row = json.loads(line)
         except ValueError:  # a line cut by a crash
@@ -244,5 +232,5 @@ def continue_stats(path, images_shown):
         else:
             kept.append(line)
     if dropped:
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        atomic_files.write_atomically(path, "".join(line + "\n" for line in kept))
     return dropped

@@ -1,8 +1,8 @@
 """Reading a finished or running training run back: its config and its latest generator."""
 
 import json
-import pathlib
 
+from progan_tf import atomic_files
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf.config import TrainConfig
 from progan_tf.errors import UserInputError
@@ -12,11 +12,11 @@ from progan_tf.schedule import phases
 
 def load_train_config(run_dir):
     """The `TrainConfig` a run wrote to `<run_dir>/config.json`."""
-    path = pathlib.Path(run_dir) / "config.json"
-    if not path.is_file():
+    path = atomic_files.path_in(run_dir, "config.json")
+    if not atomic_files.exists(path):
         raise UserInputError(f"No config.json in the run directory (not a progan-tf run?). Received: run_dir={run_dir}")
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
+        return TrainConfig.from_dict(json.loads(atomic_files.read_text(path)))
     except (ValueError, TypeError) as error:  # bad JSON, a UserInputError naming the key, a mistyped value
         raise UserInputError(f"{path} is not a valid run config ({error}). Received: run_dir={run_dir}") from None
 
@@ -25,7 +25,7 @@ def find_checkpoint(run_dir, checkpoint=None):
     """`checkpoint` if given, else the newest checkpoint of the run."""
     if checkpoint:
         return ckpt_lib.load_checkpoint(checkpoint)
-    found = ckpt_lib.list_checkpoints(pathlib.Path(run_dir) / "checkpoints")
+    found = ckpt_lib.list_checkpoints(atomic_files.path_in(run_dir, "checkpoints"))
     if not found:
         raise UserInputError(f"The run has no checkpoints yet. Received: run_dir={run_dir}")
     return ckpt_lib.load_checkpoint(found[-1])

@@ -6,7 +6,6 @@ MultiWorkerMirroredStrategy, where Keras 3's `fit` is broken (keras#20585).
 """
 
 import json
-import pathlib
 import signal
 
 import keras
@@ -16,7 +15,7 @@ import tensorflow as tf
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf import cost_model
 from progan_tf import data as data_lib
-from progan_tf import distribute, export, images, interrupts, pyramid_check, run_files
+from progan_tf import atomic_files, distribute, export, images, interrupts, pyramid_check, run_files
 from progan_tf import progress as progress_lib
 from progan_tf.config import AUTO_STEPS_PER_CALL
 from progan_tf.errors import EXIT_DIVERGED, FilesystemError, RunStopped, UserInputError
@@ -43,13 +42,13 @@ class RunLogger:
 
     def __init__(self, run_dir, enabled):
         self.enabled = enabled
-        self.run_dir = pathlib.Path(run_dir)
+        self.run_dir = atomic_files.as_path(run_dir)
         self._writer = None
         if enabled:
             with run_files.writing(self.run_dir / "log.txt", "the log"):
-                self.log_file = open(self.run_dir / "log.txt", "a", buffering=1)
+                self.log_file = atomic_files.open_append(self.run_dir / "log.txt")
             with run_files.writing(self.run_dir / run_files.STATS_FILE, "the statistics"):
-                self.stats_file = open(self.run_dir / run_files.STATS_FILE, "a", buffering=1)
+                self.stats_file = atomic_files.open_append(self.run_dir / run_files.STATS_FILE)
 
     @property
     def writer(self):
@@ -64,12 +63,14 @@ class RunLogger:
                 print(text, flush=True)
             with run_files.writing(self.run_dir / "log.txt", "the log"):
                 self.log_file.write(text + "\n")
+                self.log_file.flush()  # line-buffered locally; a GFile (remote run_dir) needs it
 
     def stats(self, record, step):
         if not self.enabled:
             return
         with run_files.writing(self.run_dir / run_files.STATS_FILE, "the statistics"):
             self.stats_file.write(json.dumps(record) + "\n")
+            self.stats_file.flush()
         with run_files.writing(self.run_dir / "tensorboard", "TensorBoard logs to"):
             with self.writer.as_default(step=step):
                 for key, value in record.items():
@@ -149,7 +150,7 @@ def _lower_learning_rate_flag(config, phase):
 
 def _diverged(config, phase, images_shown, what):
     """The RunStopped of a run that went non-finite: where, what, and how to resume."""
-    saved = ckpt_lib.list_checkpoints(pathlib.Path(config.run_dir) / "checkpoints")
+    saved = ckpt_lib.list_checkpoints(atomic_files.path_in(config.run_dir, "checkpoints"))
     lower = _lower_learning_rate_flag(config, phase)
     if saved:
         advice = (
@@ -253,25 +254,25 @@ def write_samples(model, logger, samples_dir, latents, images_shown):
 
 def _open_run_dir(config, start, chief):
     """The writes of a start, once `run_files.check_start` passed; returns the `RunLogger`."""
-    run_dir = pathlib.Path(config.run_dir)
+    run_dir = atomic_files.as_path(config.run_dir)
     resumed = start.checkpoint
     dropped = 0
     if chief:
         if start.move_to is not None:
             with run_files.writing(run_dir, f"(moving aside to {start.move_to}) the run directory"):
-                run_dir.rename(start.move_to)
+                tf.io.gfile.rename(str(run_dir), str(start.move_to))
         for path, _ in start.unusable:
             ckpt_lib.set_aside(path)
         for path in start.superseded:
             ckpt_lib.set_aside(path, ".superseded")
         with run_files.writing(run_dir / "samples", "the run directory"):
-            (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            tf.io.gfile.makedirs(str(run_dir / "samples"))
         config_text = config.to_json()
         if config_text != start.previous_text:
             with run_files.writing(run_dir / run_files.CONFIG_FILE, "the run config"):
-                run_files.write_text_atomic(run_dir / run_files.CONFIG_FILE, config_text)
+                atomic_files.write_atomically(run_dir / run_files.CONFIG_FILE, config_text)
         with run_files.writing(run_dir / "schedule.txt", "the schedule"):
-            run_files.write_text_atomic(run_dir / "schedule.txt", format_schedule(config.schedule) + "\n")
+            atomic_files.write_atomically(run_dir / "schedule.txt", format_schedule(config.schedule) + "\n")
         with run_files.writing(run_dir / run_files.HISTORY_FILE, "the config history"):
             run_files.append_line(run_dir / run_files.HISTORY_FILE, run_files.history_record(start, config_text))
         with run_files.writing(run_dir / run_files.STATS_FILE, "the statistics"):
@@ -296,7 +297,7 @@ def _open_run_dir(config, start, chief):
 def write_reals(logger, samples_dir, config):
     """samples/reals.png: the first grid_size training images at the final resolution (once)."""
     path = samples_dir / "reals.png"
-    if not path.exists():
+    if not atomic_files.exists(path):
         reals = np.concatenate(
             list(
                 data_lib.iterate_images(
@@ -332,8 +333,7 @@ def train(config, strategy=None):
     manifest = _check_dataset(config)
     strategy = strategy or distribute.make_strategy()
     chief = distribute.is_chief()
-    run_dir = pathlib.Path(config.run_dir)
-    checkpoint_dir = run_dir / "checkpoints"
+    checkpoint_dir = atomic_files.path_in(config.run_dir, "checkpoints")
     with interrupts.StopRequests() as stop_requests:
         # Checks first, writes after: a refused start leaves the run directory as it was.
         start = run_files.check_start(config)
@@ -377,7 +377,7 @@ def train(config, strategy=None):
 
 def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_requests):
     chief = logger.enabled
-    run_dir = pathlib.Path(config.run_dir)
+    run_dir = atomic_files.as_path(config.run_dir)
     checkpoint_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
     if chief:
         write_reals(logger, samples_dir, config)

@@ -23,7 +23,6 @@ import time
 import numpy as np
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-NETWORK_NAMES = ("generator", "discriminator", "ema_generator")
 
 
 def subprocess_env(**extra):
@@ -117,15 +116,21 @@ def short_train_spec(data_dir, run_dir, **overrides):
     return spec
 
 
+# progan_tf is imported inside functions: importing this module must not start TensorFlow (the
+# script below configures logical devices first).
+
+
 def checkpoint_weights(path):
     """{key: array} of a checkpoint's networks and optimizers (everything but the metadata)."""
-    with np.load(path, allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files if key != "meta"}
+    from progan_tf import checkpoint as ckpt_lib
+
+    return ckpt_lib.load_checkpoint(path).arrays
 
 
 def checkpoint_meta(path):
-    with np.load(path, allow_pickle=False) as archive:
-        return json.loads(str(archive["meta"]))
+    from progan_tf import checkpoint as ckpt_lib
+
+    return ckpt_lib.load_checkpoint(path).meta
 
 
 def checkpoint_position(path):
@@ -177,6 +182,7 @@ def _script(spec_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(spec["logical_cpus"])]
         )
+    from progan_tf import checkpoint as ckpt_lib
     from progan_tf import training
     from progan_tf.config import TrainConfig
     from progan_tf.errors import RunStopped
@@ -189,13 +195,7 @@ def _script(spec_path):
         except RunStopped as stop:  # as main.py does
             print(stop, flush=True)
             sys.exit(stop.exit_code)
-        arrays = {"images_shown": np.array(int(model.images_shown.numpy()))}
-        for name in NETWORK_NAMES:
-            for index, value in enumerate(model.networks[name].get_weight_values()):
-                arrays[f"{name}/{index:04d}"] = value
-        for name in ("g_optimizer", "d_optimizer"):
-            for index, variable in enumerate(getattr(model, name).variables):
-                arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
+        arrays = {"images_shown": np.array(int(model.images_shown.numpy())), **ckpt_lib.model_arrays(model)}
         np.savez(run["out"], **arrays)
         print(f"saved {run['out']}", flush=True)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf.errors import FilesystemError, UserInputError
@@ -89,7 +90,7 @@ def test_a_non_finite_model_is_never_saved_and_never_rotates_a_finite_checkpoint
     with pytest.raises(ckpt_lib.NonFiniteError) as raised:
         ckpt_lib.save_checkpoint(tmp_path, model, {**position, "images_shown": 200}, keep=1)
     assert raised.value.names == [f"d_optimizer/{len(model.d_optimizer.variables) - 1:04d}"]
-    assert ckpt_lib.list_checkpoints(tmp_path) == [good] and not list(tmp_path.glob("*.tmp"))
+    assert ckpt_lib.list_checkpoints(tmp_path) == [good] and not list(tmp_path.glob("*.tmp*"))
 
 
 def test_newest_usable_checkpoint_skips_corrupt_and_non_finite_ones(tmp_path):
@@ -122,3 +123,33 @@ def test_a_failed_write_is_one_line_naming_the_checkpoint(tmp_path):
     with pytest.raises(FilesystemError, match=expected):
         ckpt_lib.save_checkpoint(blocker / "checkpoints", started_model(1),
                                  {"images_shown": 100, "phase_index": 1, "phase_begin_images": 0})
+
+
+def test_checkpoints_on_a_gfile_filesystem_round_trip_rotate_and_set_aside():
+    folder = "ram://test_checkpoint/run/checkpoints"  # TF's in-memory filesystem: no local path
+    source = started_model(1)
+    paths = [ckpt_lib.save_checkpoint(folder, source, {"images_shown": n, "phase_index": PHASE.index,
+                                                       "phase_begin_images": 0}, keep=2)
+             for n in (100, 200, 300)]
+    assert paths[2] == f"{folder}/ckpt-000000000300.npz"
+    assert ckpt_lib.list_checkpoints(folder) == paths[1:]
+    assert sorted(tf.io.gfile.listdir(folder)) == ["ckpt-000000000200.npz", "ckpt-000000000300.npz"]
+    target = started_model(2)
+    saved = ckpt_lib.load_checkpoint(paths[2])
+    ckpt_lib.restore_networks(target, saved)
+    ckpt_lib.restore_optimizers(target, saved)
+    assert saved.images_shown == 300 and saved.path == paths[2]
+    for name in source.networks:
+        for a, b in zip(source.networks[name].get_weight_values(), target.networks[name].get_weight_values()):
+            np.testing.assert_array_equal(a, b)
+    with tf.io.gfile.GFile(paths[2], "rb") as handle:
+        head = handle.read(1000)
+    tf.io.gfile.remove(paths[2])  # ram:// appends on "wb" to an existing file instead of truncating
+    with tf.io.gfile.GFile(paths[2], "wb") as handle:
+        handle.write(head)  # truncated
+    newest, unusable = ckpt_lib.newest_usable_checkpoint(ckpt_lib.list_checkpoints(folder))
+    assert newest.path == paths[1] and [p for p, _ in unusable] == [paths[2]]
+    assert ckpt_lib.set_aside(paths[2]) == f"{paths[2]}.corrupt"
+    assert ckpt_lib.list_checkpoints(folder) == [paths[1]]
+    with tf.io.gfile.GFile(f"{paths[2]}.corrupt", "rb") as handle:
+        assert handle.read() == head

@@ -17,6 +17,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from progan_tf import atomic_files
 from progan_tf.data import load_manifest
 from progan_tf.errors import UserInputError
 from progan_tf.metrics import sources
@@ -165,9 +166,7 @@ def evaluate_to_files(metric_names, real_dir, output_dir, *, generator=None, fak
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / results_file_name(kimg)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n")
-    temporary.replace(path)
+    atomic_files.write_atomically(path, json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     if stats_path is not None:
         with open(stats_path, "a") as handle:
