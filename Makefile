@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine; each bootstraps .venv itself.
 #   make demo  - trains ProGAN on the embedded synthetic faces (about 5 minutes on 2 CPU cores), ends with SWD
 #   make test  - the full test suite (TensorFlow backend, then the layer tests on JAX)
-#   make lint  - ruff check (configured in pyproject.toml)
+#   make lint  - ruff format --check and ruff check (pyproject.toml); part of make test
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -34,11 +34,12 @@ demo-data: $(DEMO_DATA)/manifest.json
 $(DEMO_DATA)/manifest.json:
 	$(PY) -m datasets.build --source=synthetic --output_dir=$(DEMO_DATA) --resolution=32 --num_images=$(DEMO_IMAGES)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q -n 2 --durations=15 tests
 	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider tests/test_layers.py -m "not tf_only"
 
 lint: $(STAMP)
+	$(PY) -m ruff format --check --quiet . || (echo "ruff: files not formatted; run: $(PY) -m ruff format ." && exit 1)
 	$(PY) -m ruff check .
 
 clean:

@@ -50,8 +50,10 @@ def main():
         float(step(iterator)["sums"]["d_loss"])
         seconds.append(time.perf_counter() - start)
     flops = cost_model.iteration_flops(network, 1024, phase.fade_in, args.batch)
-    print(f"1024x1024 {phase.kind}, batch {args.batch}, G {model.generator.count_params():,} / "
-          f"D {model.discriminator.count_params():,} parameters")
+    print(
+        f"1024x1024 {phase.kind}, batch {args.batch}, G {model.generator.count_params():,} / "
+        f"D {model.discriminator.count_params():,} parameters"
+    )
     print(f"{'what':<42} {'value':>10}")
     print(f"{'networks + optimizers built (s)':<42} {build_seconds:10.1f}")
     print(f"{'peak RSS after building (GiB)':<42} {build_rss:10.2f}")

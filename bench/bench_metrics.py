@@ -45,8 +45,12 @@ def bench(num_images, resolution, batch_size):
 
     rows.append((f"SWD descriptors ({resolution}px)", images_per_second(swd_descriptors, num_images)))
     real, fake = swd_descriptors(), swd_descriptors()
-    rows.append((f"SWD distance ({num_images}/side, per side)",
-                 images_per_second(lambda: swd.swd_result(real, fake), num_images)))
+    rows.append(
+        (
+            f"SWD distance ({num_images}/side, per side)",
+            images_per_second(lambda: swd.swd_result(real, fake), num_images),
+        )
+    )
 
     def ms_ssim_pairs():
         acc = ms_ssim.MSSSIMAccumulator(num_pairs=None)

@@ -49,8 +49,8 @@ def conv_ceiling_gflops(seconds):
     for batch, size, channels in CEILING_SHAPES:
         images = tf.random.normal((batch, size, size, channels))
         kernel = tf.random.normal((3, 3, channels, channels))
-        conv = tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(images, kernel, 1, "SAME")))
-        elapsed = timed_calls(lambda: conv().numpy(), seconds)
+        conv = tf.function(lambda images=images, kernel=kernel: tf.reduce_sum(tf.nn.conv2d(images, kernel, 1, "SAME")))
+        elapsed = timed_calls(lambda conv=conv: conv().numpy(), seconds)
         best = max(best, 2 * batch * size * size * 9 * channels * channels / elapsed / 1e9)
     return best
 
@@ -77,10 +77,14 @@ def main():
     parser.add_argument("--jit_compile", action="store_true", help="XLA-compile the gradient computations")
     args = parser.parse_args()
     ceiling = conv_ceiling_gflops(args.seconds)
-    print(f"3x3 convolution ceiling (float32, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
-          f"intra-op threads): {ceiling:.1f} GFLOP/s")
-    print(f"{'widths':<8} {'resolution':>10} {'phase':<9} {'batch':>5} {'ms/iter K=1':>11} {'K':>3} "
-          f"{'ms/iter':>8} {'img/s':>8} {'GFLOP/iter':>10} {'GFLOP/s':>8} {'ceiling':>7}")
+    print(
+        f"3x3 convolution ceiling (float32, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
+        f"intra-op threads): {ceiling:.1f} GFLOP/s"
+    )
+    print(
+        f"{'widths':<8} {'resolution':>10} {'phase':<9} {'batch':>5} {'ms/iter K=1':>11} {'K':>3} "
+        f"{'ms/iter':>8} {'img/s':>8} {'GFLOP/iter':>10} {'GFLOP/s':>8} {'ceiling':>7}"
+    )
     for name in args.widths.split(","):
         fmap_base, fmap_max, latent_size, batch = WIDTHS[name]
         network = NetworkConfig(
@@ -95,7 +99,8 @@ def main():
             achieved = flops / seconds / 1e9
             print(
                 f"{name:<8} {f'{phase.resolution}x{phase.resolution}':>10} {phase.kind:<9} {phase.batch_size:>5} "
-                f"{single * 1000:11.2f} {per_call:>3} {seconds * 1000:8.2f} {phase.batch_size / seconds:8.1f} {flops / 1e9:10.3f} {achieved:8.1f} "
+                f"{single * 1000:11.2f} {per_call:>3} {seconds * 1000:8.2f} {phase.batch_size / seconds:8.1f} "
+                f"{flops / 1e9:10.3f} {achieved:8.1f} "
                 f"{achieved / ceiling:7.0%}",
                 flush=True,
             )

@@ -79,10 +79,23 @@ def main():
     for seed in [int(s) for s in args.seeds.split(",")]:
         run_dir = REPO / "runs" / f"{args.tag}-seed{seed}"
         run_dir.parent.mkdir(exist_ok=True)
-        train = [sys.executable, "main.py", f"--flagfile={FLAGFILE}", f"--seed={seed}", f"--run_dir={run_dir}",
-                 "--resume=none", *extra]
-        evaluate = [sys.executable, "main.py", "--mode=evaluate", f"--run_dir={run_dir}", "--metrics=swd",
-                    f"--num_images={NUM_IMAGES}"]
+        train = [
+            sys.executable,
+            "main.py",
+            f"--flagfile={FLAGFILE}",
+            f"--seed={seed}",
+            f"--run_dir={run_dir}",
+            "--resume=none",
+            *extra,
+        ]
+        evaluate = [
+            sys.executable,
+            "main.py",
+            "--mode=evaluate",
+            f"--run_dir={run_dir}",
+            "--metrics=swd",
+            f"--num_images={NUM_IMAGES}",
+        ]
         log_dir = REPO / "runs"
         train_sec = run(train, log_dir / f"{args.tag}-seed{seed}.train.log")
         eval_sec = run(evaluate, log_dir / f"{args.tag}-seed{seed}.eval.log")

@@ -43,11 +43,17 @@ def main():
     if not (data_dir / "manifest.json").is_file():
         build_pyramid(args.images, str(data_dir), config.network.resolution, progress=False)
     num_images = 800
-    before = small_swd(ProGAN(config.network, seed=config.seed).ema_generator.model(config.network.resolution),
-                       data_dir, config.network.resolution, num_images, seed=0)
+    before = small_swd(
+        ProGAN(config.network, seed=config.seed).ema_generator.model(config.network.resolution),
+        data_dir,
+        config.network.resolution,
+        num_images,
+        seed=0,
+    )
     run_dir = REPO / config.run_dir
-    subprocess.run([sys.executable, str(REPO / "main.py"), f"--flagfile={FLAGFILE}", "--resume=none"],
-                   cwd=REPO, check=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "main.py"), f"--flagfile={FLAGFILE}", "--resume=none"], cwd=REPO, check=True
+    )
     model, _, _ = load_trained_model(run_dir)
     after = small_swd(model.gs_model, data_dir, config.network.resolution, num_images, seed=0)
 

@@ -91,8 +91,11 @@ def overlay(image, saliency, strength=OVERLAY_STRENGTH):
         (H, W, 3) uint8.
     """
     image = np.asarray(image, np.float32)
-    grey = image.mean(axis=-1, keepdims=True) if image.shape[-1] == 1 else (
-        image @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    grey = (
+        image.mean(axis=-1, keepdims=True)
+        if image.shape[-1] == 1
+        else (image @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    )
     heat = colormap(normalize_map(saliency)).astype(np.float32)
     blended = (1.0 - strength) * grey + strength * heat
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
@@ -196,23 +199,30 @@ class CriticExplainer:
                     return tool(score, x, normalize_map=False)
                 if method == "smoothgrad":
                     np.random.seed(seed)  # tf-keras-vis draws its noise from NumPy's global generator
-                    return tool(score, x, smooth_samples=SMOOTH_SAMPLES, smooth_noise=SMOOTH_NOISE,
-                                normalize_map=False)
-                return tool(score, x, penultimate_layer=self.gradcam_layer, seek_penultimate_conv_layer=False,
-                            normalize_cam=False)
+                    return tool(score, x, smooth_samples=SMOOTH_SAMPLES, smooth_noise=SMOOTH_NOISE, normalize_map=False)
+                return tool(
+                    score,
+                    x,
+                    penultimate_layer=self.gradcam_layer,
+                    seek_penultimate_conv_layer=False,
+                    normalize_cam=False,
+                )
 
         return _batched(fn, images, self.batch_size)
 
     def maps(self, method, images, sign=1.0, seed=0):
         """Non-negative (N, H, W) maps of `sign * D` for float images (N, H, W, C) in [-1, 1]."""
         if method not in METHODS:
-            raise UserInputError(f"unknown explain method; expected one of {', '.join(METHODS)}. "
-                                 f"Received: method={method}")
+            raise UserInputError(
+                f"unknown explain method; expected one of {', '.join(METHODS)}. Received: method={method}"
+            )
         try:
             result = self._tf_keras_vis_maps(method, images, sign, seed)
         except (ValueError, TypeError, AttributeError, ImportError, tf.errors.InvalidArgumentError) as error:
-            note = (f"{method}: tf-keras-vis failed ({type(error).__name__}: {str(error).splitlines()[0]}); "
-                    f"used a plain GradientTape saliency instead")
+            note = (
+                f"{method}: tf-keras-vis failed ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                f"used a plain GradientTape saliency instead"
+            )
             if note not in self.notes:
                 self.notes.append(note)
                 print(f"explain: {note}", flush=True)
@@ -243,8 +253,9 @@ def critic_batch_size(group_size, num_images, limit=64):
     return group_size * max(1, min(limit // group_size, -(-num_images // group_size)))
 
 
-def explain_run(run_dir, checkpoint=None, output_dir=None, real_dir=None, num_images=16,
-                methods=DEFAULT_METHODS, seed=0):
+def explain_run(
+    run_dir, checkpoint=None, output_dir=None, real_dir=None, num_images=16, methods=DEFAULT_METHODS, seed=0
+):
     """Maps of a run's critic for real and generated images; writes explain-{real,fake}.png and explain.npz.
 
     Args:
@@ -271,8 +282,10 @@ def explain_run(run_dir, checkpoint=None, output_dir=None, real_dir=None, num_im
         )
     reals_uint8 = np.concatenate(list(sources.image_dir_batches(real_dir, resolution, limit=num_images)))[:num_images]
     if reals_uint8.shape[-1] != critic.input_shape[-1]:
-        raise UserInputError(f"the real images have {reals_uint8.shape[-1]} channels, the critic takes "
-                             f"{critic.input_shape[-1]}. Received: real_dir={real_dir}")
+        raise UserInputError(
+            f"the real images have {reals_uint8.shape[-1]} channels, the critic takes "
+            f"{critic.input_shape[-1]}. Received: real_dir={real_dir}"
+        )
     latents = seeded_latents(seed, num_images, generator.latent_size)
     fakes = np.asarray(model.gs_model(latents, training=False))
     sides = {
@@ -292,11 +305,15 @@ def explain_run(run_dir, checkpoint=None, output_dir=None, real_dir=None, num_im
         arrays[f"{side}_scores"] = scores
         for method, values in maps.items():
             arrays[f"{side}_{method}"] = values
-        print(f"explain: {len(floats)} {side} images, mean D(x) {scores.mean():+.4f}; "
-              f"columns: image, {', '.join(methods)}; {path}")
+        print(
+            f"explain: {len(floats)} {side} images, mean D(x) {scores.mean():+.4f}; "
+            f"columns: image, {', '.join(methods)}; {path}"
+        )
     np.savez_compressed(output_dir / "explain.npz", methods=np.array(methods), **arrays)
-    print(f"explain: critic of {saved.path} (kimg {kimg:.3f}, {resolution}x{resolution}); maps of D(real) "
-          f"and -D(fake), scores and images in {output_dir / 'explain.npz'}")
+    print(
+        f"explain: critic of {saved.path} (kimg {kimg:.3f}, {resolution}x{resolution}); maps of D(real) "
+        f"and -D(fake), scores and images in {output_dir / 'explain.npz'}"
+    )
     for note in explainer.notes:
         print(f"explain: note: {note}")
     return output_dir

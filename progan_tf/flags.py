@@ -185,9 +185,14 @@ def define_flags():
     flags.DEFINE_string("inception_weights", None, "Local Inception-v3 weights file for FID (no downloads).")
     flags.DEFINE_integer("walk_keyframes", 4, "generate: latents the looping GIF walk passes through.", lower_bound=2)
     flags.DEFINE_integer("gif_frame_ms", 80, "generate: milliseconds per GIF frame.", lower_bound=10, upper_bound=10000)
-    flags.DEFINE_float("video_fps", 30.0, "generate: frames per second of walk.mp4.", lower_bound=0.1, upper_bound=240.0)
+    flags.DEFINE_float(
+        "video_fps", 30.0, "generate: frames per second of walk.mp4.", lower_bound=0.1, upper_bound=240.0
+    )
     flags.DEFINE_integer(
-        "video_size", 512, f"generate: walk.mp4 frame side in pixels (a multiple of {VIDEO_BLOCK}).", lower_bound=VIDEO_BLOCK
+        "video_size",
+        512,
+        f"generate: walk.mp4 frame side in pixels (a multiple of {VIDEO_BLOCK}).",
+        lower_bound=VIDEO_BLOCK,
     )
     flags.DEFINE_list(
         "explain_methods", list(DEFAULT_EXPLAIN_METHODS), f"explain: maps to draw: {', '.join(EXPLAIN_METHODS)}."

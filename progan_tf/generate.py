@@ -126,8 +126,14 @@ def save_gif(path, frames, frame_ms=80, min_size=images_lib.DISPLAY_MIN_SIZE):
         raise UserInputError("a GIF needs at least one frame. Received: frames=0")
     encoded = io.BytesIO()
     pictures[0].save(
-        encoded, format="GIF", save_all=True, append_images=pictures[1:], duration=int(frame_ms), loop=0,
-        optimize=False, disposal=1,
+        encoded,
+        format="GIF",
+        save_all=True,
+        append_images=pictures[1:],
+        duration=int(frame_ms),
+        loop=0,
+        optimize=False,
+        disposal=1,
     )
     atomic_files.write_atomically(path, encoded.getvalue())
     return path
@@ -186,8 +192,16 @@ def save_mp4(path, frames, fps=30, size=512):
     path = pathlib.Path(path)
     temporary = path.with_name(path.stem + ".tmp" + path.suffix)  # ffmpeg picks the format by suffix
     try:
-        with imageio.get_writer(temporary, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                pixelformat="yuv420p", quality=8, macro_block_size=VIDEO_BLOCK) as writer:
+        with imageio.get_writer(
+            temporary,
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            quality=8,
+            macro_block_size=VIDEO_BLOCK,
+        ) as writer:
             for frame in frames:
                 writer.append_data(video_frame(frame, size))
         if not temporary.is_file() or temporary.stat().st_size == 0:
@@ -219,8 +233,17 @@ def save_walk(output_dir, frames, frame_ms=80, video_fps=30, video_size=512):
     return written
 
 
-def generate_outputs(generator, output_dir, num_images=16, seed=0, interpolation_steps=0, walk_keyframes=4,
-                     frame_ms=80, video_fps=30, video_size=512):
+def generate_outputs(
+    generator,
+    output_dir,
+    num_images=16,
+    seed=0,
+    interpolation_steps=0,
+    walk_keyframes=4,
+    frame_ms=80,
+    video_fps=30,
+    video_size=512,
+):
     """Writes the images, a grid, and (if `interpolation_steps`) an interpolation strip and a walk.
 
     Files in `output_dir` (created):

@@ -41,8 +41,11 @@ LEAKY_RELU_SLOPE = 0.2
 
 def resolution_log2(resolution, name="resolution"):
     """log2 of a power-of-two resolution in [4, 1024]; a UserInputError otherwise."""
-    if not isinstance(resolution, int) or resolution < MIN_RESOLUTION or resolution > MAX_RESOLUTION or (
-        resolution & (resolution - 1)
+    if (
+        not isinstance(resolution, int)
+        or resolution < MIN_RESOLUTION
+        or resolution > MAX_RESOLUTION
+        or (resolution & (resolution - 1))
     ):
         raise UserInputError(
             f"{name} must be a power of two between {MIN_RESOLUTION} and {MAX_RESOLUTION}. "
@@ -241,9 +244,7 @@ class GrowingGenerator(_GrowingNetwork):
             prefix = f"g_{res}x{res}"
             if log2 == 2:
                 layers = [
-                    EqualizedDense(
-                        16 * filters, gain=math.sqrt(2.0) / 4.0, use_bias=False, name=f"{prefix}_dense"
-                    ),
+                    EqualizedDense(16 * filters, gain=math.sqrt(2.0) / 4.0, use_bias=False, name=f"{prefix}_dense"),
                     keras.layers.Reshape((4, 4, filters), name=f"{prefix}_reshape"),
                     ChannelBias(name=f"{prefix}_dense_bias"),
                 ]
@@ -331,7 +332,9 @@ class GrowingDiscriminator(_GrowingNetwork):
                     _leaky_relu(f"{prefix}_lrelu0"),
                 ]
                 if cfg.fuses_downsample(res):
-                    layers.append(EqualizedConv2D(cfg.num_features(log2 - 2), 3, resample="down", name=f"{prefix}_conv1_down"))
+                    layers.append(
+                        EqualizedConv2D(cfg.num_features(log2 - 2), 3, resample="down", name=f"{prefix}_conv1_down")
+                    )
                     layers.append(_leaky_relu(f"{prefix}_lrelu1"))
                 else:
                     layers.append(EqualizedConv2D(cfg.num_features(log2 - 2), 3, name=f"{prefix}_conv1"))

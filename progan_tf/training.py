@@ -12,10 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from progan_tf import atomic_files, cost_model, distribute, export, images, interrupts, pyramid_check, run_files
 from progan_tf import checkpoint as ckpt_lib
-from progan_tf import cost_model
 from progan_tf import data as data_lib
-from progan_tf import atomic_files, distribute, export, images, interrupts, pyramid_check, run_files
 from progan_tf import progress as progress_lib
 from progan_tf.config import AUTO_STEPS_PER_CALL
 from progan_tf.errors import EXIT_DIVERGED, FilesystemError, RunStopped, UserInputError

@@ -53,8 +53,9 @@ def test_maps_concentrate_where_a_masked_critic_looks():
         assert explainer.maps(method, images, 1.0).any() or explainer.maps(method, images, -1.0).any(), method
     assert explainer.notes == []  # every method ran through tf-keras-vis, no fallback
     # tf-keras-vis vanilla saliency is exactly |gradient| (max over channels); the sign does not matter.
-    np.testing.assert_allclose(explainer.maps("saliency", images, -1.0),
-                               explain.gradient_saliency(critic, images, 1.0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        explainer.maps("saliency", images, -1.0), explain.gradient_saliency(critic, images, 1.0), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_maps_of_the_runs_critic_for_real_and_generated_images(run):
@@ -111,8 +112,13 @@ def test_colormap_and_overlay_grid():
 def test_explain_cli_writes_overlays_and_bad_paths_fail_cleanly(run, tmp_path, capsys):
     run_dir, _ = run
     out = tmp_path / "explain"
-    result = run_main("--mode=explain", f"--run_dir={run_dir}", f"--output_dir={out}", "--num_images=5",
-                      "--explain_methods=saliency,gradcam++")
+    result = run_main(
+        "--mode=explain",
+        f"--run_dir={run_dir}",
+        f"--output_dir={out}",
+        "--num_images=5",
+        "--explain_methods=saliency,gradcam++",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["explain-fake.png", "explain-real.png", "explain.npz"]
     for side in ("real", "fake"):

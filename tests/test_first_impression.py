@@ -29,13 +29,32 @@ def user_env(**extra):
 def test_quiet_start_progress_lines_and_sample_grids(tmp_path):
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     build = helpers.run_checked(
-        [helpers.sys.executable, "-m", "datasets.build", "--source=synthetic", f"--output_dir={data_dir}",
-         "--resolution=8", "--num_images=32", "--num_workers=0"], env=user_env())
+        [
+            helpers.sys.executable,
+            "-m",
+            "datasets.build",
+            "--source=synthetic",
+            f"--output_dir={data_dir}",
+            "--resolution=8",
+            "--num_images=32",
+            "--num_workers=0",
+        ],
+        env=user_env(),
+    )
     assert not TF_LOG_LINE.search(build.stderr), build.stderr
     assert build.stdout.startswith(f"wrote {data_dir}: 32 images")
 
-    flags = helpers.main_flags(data_dir, run_dir, resolution=8, stabilize_kimg=0.064, transition_kimg=0.064,
-                               total_kimg=0.192, tick_kimg=0.032, sample_kimg=0.064, checkpoint_kimg=0.064)
+    flags = helpers.main_flags(
+        data_dir,
+        run_dir,
+        resolution=8,
+        stabilize_kimg=0.064,
+        transition_kimg=0.064,
+        total_kimg=0.192,
+        tick_kimg=0.032,
+        sample_kimg=0.064,
+        checkpoint_kimg=0.064,
+    )
     result = helpers.run_checked(helpers.main_command(*flags), env=user_env())
     assert not TF_LOG_LINE.search(result.stderr), result.stderr
     lines = result.stdout.splitlines()
@@ -94,7 +113,8 @@ def test_devices_line_names_the_strategy():
     if tf.config.list_logical_devices("GPU"):
         pytest.skip("the expected lines are those of a machine without a GPU")
     assert distribute.describe(tf.distribute.get_strategy()) == (
-        "devices: CPU only (no GPU visible); strategy: default (one device: /device:CPU:0)")
+        "devices: CPU only (no GPU visible); strategy: default (one device: /device:CPU:0)"
+    )
     mirrored = distribute.describe(tf.distribute.MirroredStrategy(["/cpu:0"]))
     assert mirrored.startswith("devices: CPU only (no GPU visible); strategy: MirroredStrategy over ")
     assert mirrored.endswith("device:CPU:0")

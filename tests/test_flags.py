@@ -91,7 +91,10 @@ def test_paper_preset_timeline_groups_and_ramp(parse):
     config = train_config_from_flags(FLAGS)
     all_phases = phases(config.schedule)
     assert [(p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in all_phases[:3]] == [
-        (4, "stabilize", 0, 800), (8, FADE_IN, 800, 1600), (8, "stabilize", 1600, 2400)]
+        (4, "stabilize", 0, 800),
+        (8, FADE_IN, 800, 1600),
+        (8, "stabilize", 1600, 2400),
+    ]
     fade_1024 = next(p for p in all_phases if p.resolution == 1024 and p.kind == FADE_IN)
     assert (fade_1024.start_kimg, all_phases[-1].end_kimg) == (12000, 19000)
     assert (config.network.mbstd_group_size, config.schedule.lr_rampup_kimg) == (16, 40.0)
@@ -106,8 +109,11 @@ def test_paper_preset_timeline_groups_and_ramp(parse):
         (["--batch_sizes=4"], "Received: batch_sizes=4"),
         (["--batch_sizes=5:16"], "Received: batch_sizes resolution=5"),
         (["--learning_rates=8:-1"], "values must be positive. Received: 8:-1"),
-        (["--batch_sizes=4:6"], r"--mbstd_group_size\) must be divisible by the minibatch-stddev group size 4. "
-                                r"Received: batch_size=6"),
+        (
+            ["--batch_sizes=4:6"],
+            r"--mbstd_group_size\) must be divisible by the minibatch-stddev group size 4. "
+            r"Received: batch_size=6",
+        ),
         (["--resolution=100"], "Received: resolution=100"),
     ],
 )
@@ -120,9 +126,17 @@ def test_bad_values_are_user_errors(parse, args, message):
 def test_dry_run_prints_config_and_schedule_and_trains_nothing(tmp_path):
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "main.py", f"--flagfile={REPO_ROOT}/experiments/demo.flags", f"--run_dir={run_dir}",
-         "--dry_run"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "main.py",
+            f"--flagfile={REPO_ROOT}/experiments/demo.flags",
+            f"--run_dir={run_dir}",
+            "--dry_run",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     table = [line for line in result.stdout.splitlines() if "x" in line and ("stabilize" in line or "fade_in" in line)]

@@ -37,16 +37,19 @@ def tiny_run(tmp_path_factory):
     data_dir, run_dir = root / "data", root / "run"
     build_pyramid("synthetic", str(data_dir), RESOLUTION, num_images=64, num_workers=0, progress=False)
     network = NetworkConfig(resolution=RESOLUTION, latent_size=LATENT_SIZE, fmap_base=64, fmap_max=16)
-    schedule = ScheduleConfig(final_resolution=RESOLUTION, stabilize_kimg=0.128, transition_kimg=0.128,
-                              total_kimg=0.64, default_batch_size=8)
+    schedule = ScheduleConfig(
+        final_resolution=RESOLUTION, stabilize_kimg=0.128, transition_kimg=0.128, total_kimg=0.64, default_batch_size=8
+    )
     config = TrainConfig(data_dir=str(data_dir), run_dir=str(run_dir), network=network, schedule=schedule, seed=3)
     run_dir.mkdir()
     (run_dir / "config.json").write_text(config.to_json())
     model = ProGAN(network, seed=config.seed)
     rng = np.random.default_rng(0)
     model.ema_generator.set_weight_values(
-        [w + 0.3 * np.std(w) * rng.standard_normal(w.shape).astype(w.dtype) if w.ndim else w
-         for w in model.generator.get_weight_values()]
+        [
+            w + 0.3 * np.std(w) * rng.standard_normal(w.shape).astype(w.dtype) if w.ndim else w
+            for w in model.generator.get_weight_values()
+        ]
     )
     for images_shown in (448, 640):  # 16x16 fade-in (alpha 0.5), then the final stabilised stage
         phase = phase_at(schedule, images_shown - 1)
@@ -61,14 +64,23 @@ def tiny_run(tmp_path_factory):
 
 def subprocess_env():
     env = dict(os.environ)
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CUDA_VISIBLE_DEVICES="",
+        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
     return env
 
 
 def run_main(*args, timeout=240):
-    return subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), *args], cwd=REPO_ROOT, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "main.py"), *args],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def main_in_process(capsys, *args):
@@ -149,8 +161,9 @@ def test_generate_outputs_files_strip_endpoints_and_gif(run, tmp_path):
 
     run_dir, _ = run
     generator = generators.load_run_generator(run_dir)[0]
-    written = generate.generate_outputs(generator, tmp_path, num_images=5, seed=2, interpolation_steps=6,
-                                        walk_keyframes=3, frame_ms=50)
+    written = generate.generate_outputs(
+        generator, tmp_path, num_images=5, seed=2, interpolation_steps=6, walk_keyframes=3, frame_ms=50
+    )
     assert [p.name for p in written["images"]] == [f"image-{i:04d}.png" for i in range(5)]
     singles = [np.asarray(Image.open(p)) for p in written["images"]]
     assert all(s.shape == (16, 16, 3) for s in singles)
@@ -181,12 +194,27 @@ def test_generate_outputs_files_strip_endpoints_and_gif(run, tmp_path):
 def test_generate_cli_from_savedmodel_and_bad_paths(run, tmp_path, capsys):
     run_dir, _ = run
     out = tmp_path / "out"
-    result = run_main("--mode=generate", f"--savedmodel={run_dir / 'export'}", f"--output_dir={out}",
-                      "--num_images=4", "--interpolation_steps=3", "--walk_keyframes=2", "--generate_seed=2")
+    result = run_main(
+        "--mode=generate",
+        f"--savedmodel={run_dir / 'export'}",
+        f"--output_dir={out}",
+        "--num_images=4",
+        "--interpolation_steps=3",
+        "--walk_keyframes=2",
+        "--generate_seed=2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["grid.png", "image-0000.png", "image-0001.png", "image-0002.png", "image-0003.png",
-                     "interpolation.png", "walk.gif", "walk.mp4"]
+    assert names == [
+        "grid.png",
+        "image-0000.png",
+        "image-0001.png",
+        "image-0002.png",
+        "image-0003.png",
+        "interpolation.png",
+        "walk.gif",
+        "walk.mp4",
+    ]
     with Image.open(out / "walk.gif") as gif:
         assert gif.n_frames == 6
     # Same seed from the checkpoint (in-process): the same images up to rounding.
@@ -204,8 +232,9 @@ def test_generate_cli_from_savedmodel_and_bad_paths(run, tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1 and "config.json" in err
     code, err = main_in_process(capsys, "--mode=generate")
     assert code == 1 and "--savedmodel" in err
-    code, err = main_in_process(capsys, "--mode=generate", f"--run_dir={run_dir}",
-                                f"--checkpoint={tmp_path / 'nope.npz'}")
+    code, err = main_in_process(
+        capsys, "--mode=generate", f"--run_dir={run_dir}", f"--checkpoint={tmp_path / 'nope.npz'}"
+    )
     assert code == 1 and err.count("\n") == 1 and "nope.npz" in err
 
 
@@ -216,8 +245,9 @@ def test_walk_mp4_decodes_to_the_walk_frames(run, tmp_path):
 
     run_dir, _ = run
     generator = generators.load_run_generator(run_dir)[0]
-    written = generate.generate_outputs(generator, tmp_path, num_images=2, seed=4, interpolation_steps=5,
-                                        walk_keyframes=2, video_fps=10, video_size=64)
+    written = generate.generate_outputs(
+        generator, tmp_path, num_images=2, seed=4, interpolation_steps=5, walk_keyframes=2, video_fps=10, video_size=64
+    )
     assert written["video"] == tmp_path / "walk.mp4" and not list(tmp_path.glob("*.tmp*"))
     with imageio.get_reader(written["video"], format="FFMPEG") as reader:
         assert reader.get_meta_data()["fps"] == 10
@@ -239,10 +269,23 @@ def test_walk_falls_back_to_gif_only_without_a_video_writer(run, tmp_path, monke
     out = tmp_path / "no-ffmpeg"
     env = subprocess_env()
     env["IMAGEIO_FFMPEG_EXE"] = str(tmp_path / "missing" / "ffmpeg")
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "--mode=generate",
-                             f"--savedmodel={run_dir / 'export'}", f"--output_dir={out}", "--num_images=2",
-                             "--interpolation_steps=3", "--walk_keyframes=2"],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "main.py"),
+            "--mode=generate",
+            f"--savedmodel={run_dir / 'export'}",
+            f"--output_dir={out}",
+            "--num_images=2",
+            "--interpolation_steps=3",
+            "--walk_keyframes=2",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     notes = [line for line in result.stdout.splitlines() if "walk.mp4" in line]
     assert len(notes) == 1 and notes[0].startswith("walk.mp4 not written: IMAGEIO_FFMPEG_EXE names")
@@ -251,12 +294,15 @@ def test_walk_falls_back_to_gif_only_without_a_video_writer(run, tmp_path, monke
     # The package itself missing (an import that fails, as in an environment without it).
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
     frames = generators.generator_from_keras(generators.load_run_generator(run_dir)[1].gs_model)(
-        generate.seeded_latents(1, 3, LATENT_SIZE))
+        generate.seeded_latents(1, 3, LATENT_SIZE)
+    )
     written = generate.save_walk(tmp_path, frames)
     assert set(written) == {"walk"} and not (tmp_path / "walk.mp4").exists()
     printed = capsys.readouterr().out.splitlines()
-    assert printed == ["walk.mp4 not written: the Python package imageio_ffmpeg is not installed "
-                       "(pip install imageio imageio-ffmpeg); the walk is walk.gif only"]
+    assert printed == [
+        "walk.mp4 not written: the Python package imageio_ffmpeg is not installed "
+        "(pip install imageio imageio-ffmpeg); the walk is walk.gif only"
+    ]
 
 
 def test_save_mp4_checks_its_size_and_rate(tmp_path):

@@ -16,8 +16,9 @@ def test_upscale_factor_is_the_smallest_whole_factor_reaching_the_minimum(size, 
     assert factor == 1 or size * (factor - 1) < min_size
 
 
-@pytest.mark.parametrize("count, size, rows, columns", [(36, 4, 6, 6), (36, 32, 6, 6), (10, 8, 3, 4), (1, 16, 1, 1),
-                                                        (5, 128, 2, 3)])
+@pytest.mark.parametrize(
+    "count, size, rows, columns", [(36, 4, 6, 6), (36, 32, 6, 6), (10, 8, 3, 4), (1, 16, 1, 1), (5, 128, 2, 3)]
+)
 def test_tile_grid_size_and_nearest_tiles(count, size, rows, columns):
     rng = np.random.default_rng(count + size)
     batch = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)

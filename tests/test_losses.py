@@ -24,7 +24,9 @@ def test_discriminator_loss_hand_computed():
 
 
 def test_discriminator_loss_accepts_column_scores():
-    got = losses.discriminator_loss(np.array([[1.0], [-2.0]]), np.array([[0.5], [3.0]]), np.array([1.5, 0.2], np.float32))
+    got = losses.discriminator_loss(
+        np.array([[1.0], [-2.0]]), np.array([[0.5], [3.0]]), np.array([1.5, 0.2], np.float32)
+    )
     np.testing.assert_allclose(np.asarray(got), [2.001, 11.404], rtol=1e-6)
 
 
@@ -36,12 +38,16 @@ def test_drift_is_on_real_scores_only():
     assert float(losses.discriminator_loss(np.zeros(1), np.array([10.0]), norms)[0]) == pytest.approx(10.0)
     # ... a real score linearly and through 0.001 * D(real)**2.
     assert float(losses.discriminator_loss(np.array([10.0]), np.zeros(1), norms)[0]) == pytest.approx(-10.0 + 0.1)
-    assert float(losses.discriminator_loss(np.array([10.0]), np.zeros(1), norms, drift_weight=0.5)[0]) == pytest.approx(40.0)
+    assert float(losses.discriminator_loss(np.array([10.0]), np.zeros(1), norms, drift_weight=0.5)[0]) == pytest.approx(
+        40.0
+    )
 
 
 def test_gradient_penalty_target_normalisation():
     # (norm - target)**2 / target**2 with target 2: norm 3 -> 0.25, norm 0 -> 1.
-    got = losses.discriminator_loss(np.zeros(2), np.zeros(2), np.array([3.0, 0.0], np.float32), gp_weight=4.0, gp_target=2.0, drift_weight=0.0)
+    got = losses.discriminator_loss(
+        np.zeros(2), np.zeros(2), np.array([3.0, 0.0], np.float32), gp_weight=4.0, gp_target=2.0, drift_weight=0.0
+    )
     np.testing.assert_allclose(np.asarray(got), [1.0, 4.0], rtol=1e-6)
 
 
@@ -63,7 +69,9 @@ def _model_at_4x4(gp_reference_scaling, source=None):
     if source is not None:
         for name, network in model.networks.items():
             network.set_weight_values(source.networks[name].get_weight_values())
-    schedule = ScheduleConfig(final_resolution=16, stabilize_kimg=1, transition_kimg=1, total_kimg=5, default_batch_size=BATCH)
+    schedule = ScheduleConfig(
+        final_resolution=16, stabilize_kimg=1, transition_kimg=1, total_kimg=5, default_batch_size=BATCH
+    )
     model.start_phase(phases(schedule)[0])
     assert model.phase.resolution == 4
     return model
@@ -93,7 +101,9 @@ def _penalty_tolerance(scaled_norms, relative_norm_error=1e-2):
 def _step_with_mix_zero(model, reals, latents):
     """One critic step with interpolation weight 0, so the penalty is measured at the reals."""
     mix = tf.zeros((BATCH, 1, 1, 1))
-    return {k: float(v) for k, v in model._discriminator_step(tf.constant(reals), tf.constant(latents), mix, BATCH).items()}
+    return {
+        k: float(v) for k, v in model._discriminator_step(tf.constant(reals), tf.constant(latents), mix, BATCH).items()
+    }
 
 
 @pytest.mark.parametrize("reference_scaling", [False, True])

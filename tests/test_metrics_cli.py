@@ -33,8 +33,14 @@ def test_metric_names_and_result_file_names():
     assert report.results_file_name(0.64) == "metrics-kimg000000.640.json"
     assert report.results_file_name().startswith("metrics-2")
     record = report.stats_record({"swd_avg": 1.5, "num_images": {"real": 4, "fake": 4}}, 0.64, "c.npz")
-    assert record == {"kind": "evaluate", "kimg": 0.64, "checkpoint": "c.npz", "swd_avg": 1.5,
-                      "num_images_real": 4, "num_images_fake": 4}
+    assert record == {
+        "kind": "evaluate",
+        "kimg": 0.64,
+        "checkpoint": "c.npz",
+        "swd_avg": 1.5,
+        "num_images_real": 4,
+        "num_images_fake": 4,
+    }
 
 
 def test_identical_image_sets_give_swd_near_zero(run, tmp_path):
@@ -49,15 +55,17 @@ def test_identical_image_sets_give_swd_near_zero(run, tmp_path):
     # sets differ only by that sampling noise: far below a real mismatch ...
     assert swd(textured, textured) < 0.2 * swd(textured, noise)
     # ... and exactly nothing when position does not matter (flat images): the pipeline adds no bias.
-    flat = np.broadcast_to(np.random.default_rng(1).integers(0, 256, (32, 1, 1, 3), dtype=np.uint8),
-                           (32, 16, 16, 3)).copy()
+    flat = np.broadcast_to(
+        np.random.default_rng(1).integers(0, 256, (32, 1, 1, 3), dtype=np.uint8), (32, 16, 16, 3)
+    ).copy()
     assert swd(flat, flat) < 1e-3
 
 
 def test_evaluate_cli_on_a_run_writes_json_and_stats_and_matches_small_swd(run, tmp_path):
     run_dir, data_dir = run
-    result = run_main("--mode=evaluate", f"--run_dir={run_dir}", "--metrics=swd,msssim", "--num_images=32",
-                      "--generate_seed=7")
+    result = run_main(
+        "--mode=evaluate", f"--run_dir={run_dir}", "--metrics=swd,msssim", "--num_images=32", "--generate_seed=7"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "swd_avg" in result.stdout and "ms_ssim" in result.stdout and "metric" in result.stdout
     report = json.loads((run_dir / "metrics-kimg000000.640.json").read_text())
@@ -86,8 +94,15 @@ def test_evaluate_cli_two_folders_and_bad_paths(run, tmp_path, capsys):
     real = write_folder(tmp_path / "real", flat)
     fake = write_folder(tmp_path / "fake", flat)
     out = tmp_path / "out"
-    code, err = main_in_process(capsys, "--mode=evaluate", f"--real_dir={real}", f"--fake_dir={fake}",
-                                "--metrics=swd", "--num_images=8", f"--output_dir={out}")
+    code, err = main_in_process(
+        capsys,
+        "--mode=evaluate",
+        f"--real_dir={real}",
+        f"--fake_dir={fake}",
+        "--metrics=swd",
+        "--num_images=8",
+        f"--output_dir={out}",
+    )
     assert code == 0, err
     (path,) = out.glob("metrics-*.json")
     report = json.loads(path.read_text())
@@ -95,8 +110,15 @@ def test_evaluate_cli_two_folders_and_bad_paths(run, tmp_path, capsys):
     assert report["metrics"]["swd_avg"] < 1e-3  # identical (flat) image sets
 
     # A pyramid as the fake side, against itself: every level and the folder logic are exercised.
-    code, err = main_in_process(capsys, "--mode=evaluate", f"--real_dir={data_dir}", f"--fake_dir={data_dir}",
-                                "--metrics=msssim_real", "--num_images=8", f"--output_dir={out}")
+    code, err = main_in_process(
+        capsys,
+        "--mode=evaluate",
+        f"--real_dir={data_dir}",
+        f"--fake_dir={data_dir}",
+        "--metrics=msssim_real",
+        "--num_images=8",
+        f"--output_dir={out}",
+    )
     assert code == 0, err
 
     result = run_main("--mode=evaluate", f"--real_dir={tmp_path / 'missing'}", f"--fake_dir={fake}")
@@ -108,8 +130,9 @@ def test_evaluate_cli_two_folders_and_bad_paths(run, tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1 and "real_dir" in err
     code, err = main_in_process(capsys, "--mode=evaluate", f"--real_dir={real}", f"--savedmodel={tmp_path}")
     assert code == 1 and err.count("\n") == 1 and "saved_model.pb" in err
-    code, err = main_in_process(capsys, "--mode=evaluate", f"--real_dir={real}", f"--fake_dir={fake}",
-                                "--metrics=swd,bogus")
+    code, err = main_in_process(
+        capsys, "--mode=evaluate", f"--real_dir={real}", f"--fake_dir={fake}", "--metrics=swd,bogus"
+    )
     assert code == 1 and "bogus" in err
     empty = tmp_path / "empty"
     empty.mkdir()

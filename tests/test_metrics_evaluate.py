@@ -23,16 +23,23 @@ def fake_generator(latents):
 
 def feature_model():
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
-                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(8)])
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(8),
+        ]
+    )
 
 
 def test_evaluate_matches_the_accumulators_run_directly():
     model = feature_model()
     real = lambda: sources.generated_batches(fake_generator, (8,), 48, batch_size=20, seed=1)  # noqa: E731
     fake = lambda: sources.generated_batches(fake_generator, (8,), 48, batch_size=16, seed=2)  # noqa: E731
-    results = evaluate(["swd", "ms_ssim", "ms_ssim_real", "fid"], real, fake, num_images=40,
-                                feature_model=model, seed=3, verbose=False)
+    results = evaluate(
+        ["swd", "ms_ssim", "ms_ssim_real", "fid"], real, fake, num_images=40, feature_model=model, seed=3, verbose=False
+    )
 
     real_images = np.concatenate(list(real()))[:40]
     fake_images = np.concatenate(list(fake()))[:40]

@@ -23,13 +23,15 @@ def random_covariance(rng, dim, rank=None):
 def small_feature_model(size=32, dim=16, seed=0):
     """A randomly initialised network with the FID interface: images in [-1, 1] -> feature vectors."""
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((size, size, 3)),
-        keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-        keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(dim, activation="tanh"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(dim, activation="tanh"),
+        ]
+    )
 
 
 def images(rng, n, size=32, noise=0.0):

@@ -27,7 +27,7 @@ def np_ms_ssim(a, b):
     for scale in range(5):
         window = np_window_2d(a.shape[0])
 
-        def blur(x):
+        def blur(x, window=window):
             return np.stack([scipy.signal.fftconvolve(x[..., c], window, mode="valid") for c in range(x.shape[-1])], -1)
 
         mu_a, mu_b = blur(a), blur(b)

@@ -40,8 +40,7 @@ def np_laplacian_pyramid(images, min_resolution=16):
 
 
 def np_patches(level, rows, cols, size=7):
-    out = [level[i, r : r + size, c : c + size, :].ravel()
-           for i in range(len(level)) for r, c in zip(rows[i], cols[i])]
+    out = [level[i, r : r + size, c : c + size, :].ravel() for i in range(len(level)) for r, c in zip(rows[i], cols[i])]
     return np.array(out)
 
 

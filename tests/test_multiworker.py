@@ -32,7 +32,11 @@ def _launch(spec, spec_path, tf_config=None):
     env = helpers.subprocess_env(**({"TF_CONFIG": json.dumps(tf_config)} if tf_config else {}))
     return subprocess.Popen(
         [sys.executable, "-m", "tests.helpers_training", str(spec_path)],
-        cwd=helpers.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=helpers.REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -44,11 +48,21 @@ def test_two_workers_match_one_worker(pyramid, tmp_path):
     processes = []
     try:
         for index in range(2):
-            spec = {"runs": [{"config": helpers.short_train_spec(pyramid, run_dirs[index], export_at_end=True),
-                              "out": str(outputs[index])}]}
+            spec = {
+                "runs": [
+                    {
+                        "config": helpers.short_train_spec(pyramid, run_dirs[index], export_at_end=True),
+                        "out": str(outputs[index]),
+                    }
+                ]
+            }
             tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
             processes.append(_launch(spec, tmp_path / f"spec{index}.json", tf_config))
-        spec = {"runs": [{"config": helpers.short_train_spec(pyramid, run_dirs[2], export_at_end=True), "out": str(outputs[2])}]}
+        spec = {
+            "runs": [
+                {"config": helpers.short_train_spec(pyramid, run_dirs[2], export_at_end=True), "out": str(outputs[2])}
+            ]
+        }
         processes.append(_launch(spec, tmp_path / "spec_single.json"))
         logs = [process.communicate(timeout=420)[0] for process in processes]
     finally:
@@ -60,7 +74,10 @@ def test_two_workers_match_one_worker(pyramid, tmp_path):
     # Worker 0 is the chief: it alone logs, checkpoints and exports.
     assert "2 replica(s)" in logs[0] and "1 replica(s)" in logs[2]
     assert "done: kimg 0.056" in logs[0] and "done: kimg" not in logs[1]
-    assert sorted(p.name for p in (run_dirs[0] / "checkpoints").iterdir()) == ["ckpt-000000000032.npz", "ckpt-000000000056.npz"]
+    assert sorted(p.name for p in (run_dirs[0] / "checkpoints").iterdir()) == [
+        "ckpt-000000000032.npz",
+        "ckpt-000000000056.npz",
+    ]
     assert not (run_dirs[1] / "checkpoints").exists() and not (run_dirs[1] / "log.txt").exists()
     assert (run_dirs[0] / "export" / "saved_model.pb").is_file()
 

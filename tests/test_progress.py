@@ -3,7 +3,6 @@
 import pytest
 
 from progan_tf import progress
-from progan_tf.networks import NetworkConfig
 from progan_tf.schedule import ScheduleConfig, phases
 
 
@@ -17,8 +16,9 @@ class Clock:
 
 def schedule():
     # 4x4 stabilize 0-1000, 8x8 fade 1000-2000, 8x8 stabilize 2000-3000 images.
-    return phases(ScheduleConfig(final_resolution=8, stabilize_kimg=1, transition_kimg=1, total_kimg=3,
-                                 default_batch_size=100))
+    return phases(
+        ScheduleConfig(final_resolution=8, stabilize_kimg=1, transition_kimg=1, total_kimg=3, default_batch_size=100)
+    )
 
 
 def run_steps(tracker, clock, images, seconds_each, count):
@@ -110,8 +110,15 @@ def test_format_duration_and_tick_text():
     assert progress.format_duration(245) == "4m05s"
     assert progress.format_duration(3 * 3600 + 7 * 60 + 59) == "3h07m"
     assert progress.format_duration(12 * 86400 + 4 * 3600 + 5) == "12d04h"
-    fields = {"kimg_total": 42.0, "percent": 21.43, "elapsed_sec": 72.0, "eta_sec": 220.0,
-              "img_per_sec": 733.2, "sec_per_kimg": 1.364, "startup_sec": 2.06}
+    fields = {
+        "kimg_total": 42.0,
+        "percent": 21.43,
+        "elapsed_sec": 72.0,
+        "eta_sec": 220.0,
+        "img_per_sec": 733.2,
+        "sec_per_kimg": 1.364,
+        "startup_sec": 2.06,
+    }
     assert progress.format_position(9.008, fields) == "kimg     9.008/42 (21.4%)"
     assert progress.format_speed(fields) == "img/s    733.2  sec/kimg    1.36  startup 2.1s"
     assert progress.format_times(fields) == "elapsed 1m12s  eta 3m40s"

@@ -39,7 +39,8 @@ def test_a_ram_run_trains_checkpoints_resumes_and_exports():
     log = _read(f"{run_dir}/log.txt").splitlines()
     assert f"resumed from {run_dir}/checkpoints/ckpt-000000000032.npz at kimg 0.032" in log
     assert [json.loads(line)["event"] for line in _read(f"{run_dir}/config_history.jsonl").splitlines()] == [
-        "start", "resume"
+        "start",
+        "resume",
     ]
     kimgs = [json.loads(line)["kimg"] for line in _read(f"{run_dir}/stats.jsonl").splitlines()]
     assert kimgs == sorted(set(kimgs)) and kimgs[-1] == 0.056

@@ -144,7 +144,10 @@ def test_phases_are_contiguous():
     "total_kimg, expected",
     [
         # Ends inside the 16x16 fade: that fade is cut short and is the last phase.
-        (2000, [(4, STABILIZE, 0, 600), (8, FADE_IN, 600, 1200), (8, STABILIZE, 1200, 1800), (16, FADE_IN, 1800, 2000)]),
+        (
+            2000,
+            [(4, STABILIZE, 0, 600), (8, FADE_IN, 600, 1200), (8, STABILIZE, 1200, 1800), (16, FADE_IN, 1800, 2000)],
+        ),
         # Ends exactly at a phase boundary: no empty phase after it.
         (1800, [(4, STABILIZE, 0, 600), (8, FADE_IN, 600, 1200), (8, STABILIZE, 1200, 1800)]),
         # Shorter than the first phase.
@@ -174,7 +177,11 @@ def test_final_resolution_stabilises_until_total_kimg():
 def test_fractional_kimg_rounds_to_whole_images():
     config = ScheduleConfig(final_resolution=16, stabilize_kimg=0.128, transition_kimg=0.128, total_kimg=0.64)
     assert [(p.start_images, p.end_images) for p in phases(config)] == [
-        (0, 128), (128, 256), (256, 384), (384, 512), (512, 640)
+        (0, 128),
+        (128, 256),
+        (256, 384),
+        (384, 512),
+        (512, 640),
     ]
     assert phases(config)[1].alpha(160) == pytest.approx(0.25)
 
@@ -213,22 +220,29 @@ def test_a_run_can_start_stabilising_an_imported_resolution():
     # A 256x256 snapshot at 7500 kimg (lod 2): stabilise 256 for 600 kimg, then grow as usual.
     config = ScheduleConfig(final_resolution=1024, total_kimg=12000, start_resolution=256, start_kimg=7500)
     got = [(p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in phases(config)]
-    assert got == [(256, STABILIZE, 7500, 8100), (512, FADE_IN, 8100, 8700), (512, STABILIZE, 8700, 9300),
-                   (1024, FADE_IN, 9300, 9900), (1024, STABILIZE, 9900, 12000)]
+    assert got == [
+        (256, STABILIZE, 7500, 8100),
+        (512, FADE_IN, 8100, 8700),
+        (512, STABILIZE, 8700, 9300),
+        (1024, FADE_IN, 9300, 9900),
+        (1024, STABILIZE, 9900, 12000),
+    ]
     assert phase_at(config, 7_500_000).index == 0
 
 
 def test_a_run_can_start_inside_an_imported_fade():
     # A snapshot at 6900 kimg with lod 2.5 under the 600/600 schedule: half way into the 256 fade,
     # which began at 6600 kimg (the reference timeline's own fade).
-    config = ScheduleConfig(final_resolution=1024, total_kimg=12000, start_resolution=256, start_kimg=6900,
-                            start_alpha=0.5)
+    config = ScheduleConfig(
+        final_resolution=1024, total_kimg=12000, start_resolution=256, start_kimg=6900, start_alpha=0.5
+    )
     first = phases(config)[0]
     assert (first.resolution, first.kind, first.start_kimg, first.end_kimg) == (256, FADE_IN, 6600, 7200)
     assert first.alpha(6_900_000) == pytest.approx(0.5) and first.alpha(7_050_000) == pytest.approx(0.75)
     reference = phases(CELEBAHQ)
     assert [(p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in phases(config)] == [
-        (p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in reference[11:]]
+        (p.resolution, p.kind, p.start_kimg, p.end_kimg) for p in reference[11:]
+    ]
     # With an unknown image count (0) the fade's past part lies before 0: alpha is still 0.5.
     config = ScheduleConfig(final_resolution=256, total_kimg=1000, start_resolution=256, start_alpha=0.5)
     first = phase_at(config, 0)

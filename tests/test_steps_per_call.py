@@ -16,8 +16,9 @@ pytestmark = pytest.mark.tf_only
 
 NETWORK = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)
 BATCH = 8
-SCHEDULE = ScheduleConfig(final_resolution=8, stabilize_kimg=0.064, transition_kimg=0.064, total_kimg=0.2,
-                          default_batch_size=BATCH)
+SCHEDULE = ScheduleConfig(
+    final_resolution=8, stabilize_kimg=0.064, transition_kimg=0.064, total_kimg=0.2, default_batch_size=BATCH
+)
 
 
 def _model(phase_index=1, **kwargs):
@@ -78,8 +79,9 @@ def test_the_skip_streak_counts_the_trailing_skipped_iterations_of_a_call():
 
 def test_a_call_ends_at_the_first_logging_point_or_the_phase_end():
     # Batch 8; ticks every 0.024 kimg (24 images), checkpoints every 0.040 kimg.
-    config = TrainConfig(data_dir="d", run_dir="r", schedule=SCHEDULE, tick_kimg=0.024, sample_kimg=0,
-                         checkpoint_kimg=0.040)
+    config = TrainConfig(
+        data_dir="d", run_dir="r", schedule=SCHEDULE, tick_kimg=0.024, sample_kimg=0, checkpoint_kimg=0.040
+    )
     phase = phases(SCHEDULE)[0]  # 0 .. 64 images
     assert training.iterations_until_boundary(config, phase, 0, 200, 16) == 3  # 24: a tick
     assert training.iterations_until_boundary(config, phase, 24, 200, 16) == 2  # 40: a checkpoint

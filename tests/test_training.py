@@ -94,7 +94,7 @@ def test_ema_follows_g_after_each_critic_step(pyramid):
     step(iterator)
     g_after, gs_after = _values(model.g_model.trainable_weights), _values(model.gs_model.trainable_weights)
     assert len(gs_after) == len(g_after) > 0
-    for g0, s0, g1, s1 in zip(g_before, gs_before, g_after, gs_after):
+    for g0, s0, _g1, s1 in zip(g_before, gs_before, g_after, gs_after):
         # The average is taken after the critic step, before the generator step, so it follows
         # the generator as it was at the start of the iteration.
         np.testing.assert_allclose(s1, g0 + beta * (s0 - g0), rtol=1e-6, atol=1e-7)
@@ -175,7 +175,9 @@ def test_nan_critic_weight_skips_both_updates():
     reals = np.random.default_rng(2).uniform(-1, 1, (BATCH, 4, 4, 3)).astype(np.float32)
     stats = step(_constant_iterator(reals))["sums"]
     assert float(stats["d_finite"]) == 0.0 and float(stats["g_finite"]) == 0.0
-    for before, after in zip(d_before + g_before, model.discriminator.get_weight_values() + model.generator.get_weight_values()):
+    for before, after in zip(
+        d_before + g_before, model.discriminator.get_weight_values() + model.generator.get_weight_values()
+    ):
         np.testing.assert_array_equal(before, after)
     assert int(model.d_optimizer.iterations.numpy()) == 0 and int(model.g_optimizer.iterations.numpy()) == 0
     assert int(model.images_shown.numpy()) == BATCH  # the images still count
@@ -191,7 +193,11 @@ def test_two_replicas_match_one_device(pyramid, tmp_path):
         "logical_cpus": 2,
         "runs": [
             {"config": helpers.short_train_spec(pyramid, tmp_path / "run_one"), "devices": None, "out": str(one)},
-            {"config": helpers.short_train_spec(pyramid, tmp_path / "run_two"), "devices": ["/cpu:0", "/cpu:1"], "out": str(two)},
+            {
+                "config": helpers.short_train_spec(pyramid, tmp_path / "run_two"),
+                "devices": ["/cpu:0", "/cpu:1"],
+                "out": str(two),
+            },
         ],
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
@@ -236,7 +242,9 @@ _LOAD_SCRIPT = textwrap.dedent(
 def test_grow_resume_export_and_serve(pyramid, tmp_path):
     run_dir = tmp_path / "run"
     # First run: 4x4, the 8x8 fade, and part of the 8x8 stabilisation (ends at 320 images).
-    first = helpers.run_checked(helpers.main_command(*helpers.main_flags(pyramid, run_dir, total_kimg=0.32, export_at_end=False)))
+    first = helpers.run_checked(
+        helpers.main_command(*helpers.main_flags(pyramid, run_dir, total_kimg=0.32, export_at_end=False))
+    )
     assert "phase 2: 8x8 stabilize kimg 0.256-0.32" in first.stdout
     assert not (run_dir / "export").exists()
     last_first = helpers.checkpoint_meta(run_dir / "checkpoints" / "ckpt-000000000320.npz")
@@ -272,8 +280,19 @@ def test_grow_resume_export_and_serve(pyramid, tmp_path):
     env = helpers.subprocess_env()
     env.pop("PYTHONPATH")  # progan_tf is not importable there
     result = subprocess.run(
-        [sys.executable, str(script), str(export_dir), str(run_dir / "export"), str(tmp_path / "latents.npy"), str(tmp_path / "out.npz")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(script),
+            str(export_dir),
+            str(run_dir / "export"),
+            str(tmp_path / "latents.npy"),
+            str(tmp_path / "out.npz"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     out = dict(np.load(tmp_path / "out.npz"))
@@ -312,18 +331,35 @@ def _checkpoints(run_dir):
 def test_sigkill_mid_fade_then_resume_reproduces_the_uninterrupted_run(pyramid, tmp_path):
     # 4x4 for 32 images, the 8x8 fade over images 32-160, 8x8 until 192; a checkpoint every 2 steps.
     flags = dict(
-        resolution=8, stabilize_kimg=0.032, transition_kimg=0.128, total_kimg=0.192, checkpoint_kimg=0.016,
-        keep_checkpoints=0, tick_kimg=0.032, sample_kimg=0, deterministic=True, export_at_end=False,
+        resolution=8,
+        stabilize_kimg=0.032,
+        transition_kimg=0.128,
+        total_kimg=0.192,
+        checkpoint_kimg=0.016,
+        keep_checkpoints=0,
+        tick_kimg=0.032,
+        sample_kimg=0,
+        deterministic=True,
+        export_at_end=False,
     )
     fade_start, fade_end = 32, 160
     reference_dir, killed_dir = tmp_path / "uninterrupted", tmp_path / "killed"
     reference = subprocess.Popen(
         helpers.main_command(*helpers.main_flags(pyramid, reference_dir, **flags)),
-        cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=helpers.REPO_ROOT,
+        env=helpers.subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     command = helpers.main_command(*helpers.main_flags(pyramid, killed_dir, **flags))
-    victim = subprocess.Popen(command, cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        command,
+        cwd=helpers.REPO_ROOT,
+        env=helpers.subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         helpers.wait_for(
             lambda: any(fade_start < n < fade_end for n in _checkpoints(killed_dir)), victim, timeout=300, poll=0.005

@@ -51,11 +51,7 @@ class EqualizedDense(keras.layers.Layer):
             shape=(fan_in, self.units),
             initializer=keras.initializers.RandomNormal(0.0, 1.0),
         )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
-            if self.use_bias
-            else None
-        )
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
 
     def call(self, inputs):
         outputs = ops.matmul(inputs, self.kernel * self.scale)
@@ -101,9 +97,7 @@ class EqualizedConv2D(keras.layers.Layer):
         if int(filters) <= 0:
             raise ValueError(f"`filters` must be a positive integer. Received: filters={filters}")
         if int(kernel_size) <= 0 or int(kernel_size) % 2 == 0:
-            raise ValueError(
-                f"`kernel_size` must be a positive odd integer. Received: kernel_size={kernel_size}"
-            )
+            raise ValueError(f"`kernel_size` must be a positive odd integer. Received: kernel_size={kernel_size}")
         if resample not in _RESAMPLE_MODES:
             raise ValueError(f"`resample` must be one of {_RESAMPLE_MODES}. Received: resample={resample!r}")
         self.filters = int(filters)
@@ -120,11 +114,7 @@ class EqualizedConv2D(keras.layers.Layer):
             shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
             initializer=keras.initializers.RandomNormal(0.0, 1.0),
         )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
-            if self.use_bias
-            else None
-        )
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
 
     def _summed_shifted_kernel(self, kernel):
         # Sum of the kernel placed at the four offsets of a 2x2 pixel block: (k+1)x(k+1).

@@ -11,7 +11,17 @@ from progan_tf.metrics.sources import folder_batches, generated_batches, pyramid
 from progan_tf.metrics.swd import SWDDescriptors, sliced_wasserstein, swd_result
 
 __all__ = [
-    "FIDFeatures", "MSSSIMAccumulator", "SWDDescriptors", "evaluate", "folder_batches", "format_results_table",
-    "frechet_distance", "generated_batches", "load_feature_model", "ms_ssim_pairs", "pyramid_batches",
-    "sliced_wasserstein", "swd_result",
+    "FIDFeatures",
+    "MSSSIMAccumulator",
+    "SWDDescriptors",
+    "evaluate",
+    "folder_batches",
+    "format_results_table",
+    "frechet_distance",
+    "generated_batches",
+    "load_feature_model",
+    "ms_ssim_pairs",
+    "pyramid_batches",
+    "sliced_wasserstein",
+    "swd_result",
 ]

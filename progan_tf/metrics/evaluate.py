@@ -44,8 +44,10 @@ def _stream(side, batches_fn, feeds, verbose):
         for batch in batches_fn():
             batch = np.asarray(batch)
             if batch.dtype != np.uint8 or batch.ndim != 4:
-                raise UserInputError(f"{side} image source must yield uint8 batches (N, H, W, C). "
-                                     f"Received: shape={batch.shape}, dtype={batch.dtype}")
+                raise UserInputError(
+                    f"{side} image source must yield uint8 batches (N, H, W, C). "
+                    f"Received: shape={batch.shape}, dtype={batch.dtype}"
+                )
             for feed in feeds:
                 feed.take(batch)
             bar.update(max(feed.received for feed in feeds) - seen)
@@ -54,12 +56,24 @@ def _stream(side, batches_fn, feeds, verbose):
                 return
     short = [f"{feed.metric} needs {feed.count}" for feed in feeds if feed.received < feed.count]
     if short:
-        raise UserInputError(f"the {side} image source ran out ({', '.join(short)}); give more images or "
-                             f"a smaller num_images. Received: num_images={seen}")
+        raise UserInputError(
+            f"the {side} image source ran out ({', '.join(short)}); give more images or "
+            f"a smaller num_images. Received: num_images={seen}"
+        )
 
 
-def evaluate(metric_names, real_batches_fn, fake_batches_fn, *, num_images=None, seed=0,
-             swd_max_descriptors_per_level=None, feature_model=None, inception_weights=None, verbose=True):
+def evaluate(
+    metric_names,
+    real_batches_fn,
+    fake_batches_fn,
+    *,
+    num_images=None,
+    seed=0,
+    swd_max_descriptors_per_level=None,
+    feature_model=None,
+    inception_weights=None,
+    verbose=True,
+):
     """Computes the requested metrics between a real and a fake image source.
 
     Args:
@@ -87,11 +101,13 @@ def evaluate(metric_names, real_batches_fn, fake_batches_fn, *, num_images=None,
     names = list(dict.fromkeys(metric_names))
     unknown = [n for n in names if n not in METRICS]
     if not names or unknown:
-        raise UserInputError(f"metric names must be among {', '.join(METRICS)}. "
-                             f"Received: metric_names={list(metric_names)}")
+        raise UserInputError(
+            f"metric names must be among {', '.join(METRICS)}. Received: metric_names={list(metric_names)}"
+        )
     if num_images is not None and (not isinstance(num_images, int) or num_images < 2):
-        raise UserInputError(f"num_images must be an integer >= 2 (or None for the protocol counts). "
-                             f"Received: num_images={num_images}")
+        raise UserInputError(
+            f"num_images must be an integer >= 2 (or None for the protocol counts). Received: num_images={num_images}"
+        )
     count = {name: num_images or PROTOCOL_IMAGES[name] for name in names}
     if "fid" in names and feature_model is None:
         feature_model = fid.load_feature_model(inception_weights)
@@ -115,8 +131,11 @@ def evaluate(metric_names, real_batches_fn, fake_batches_fn, *, num_images=None,
     for side, batches_fn, feeds in (("real", real_batches_fn, real_feeds), ("fake", fake_batches_fn, fake_feeds)):
         if feeds:
             _stream(side, batches_fn, feeds, verbose)
-    by_metric = {(side, feed.metric): feed.accumulator
-                 for side, feeds in (("real", real_feeds), ("fake", fake_feeds)) for feed in feeds}
+    by_metric = {
+        (side, feed.metric): feed.accumulator
+        for side, feeds in (("real", real_feeds), ("fake", fake_feeds))
+        for feed in feeds
+    }
     if "swd" in names:
         real_swd, fake_swd = by_metric["real", "swd"], by_metric["fake", "swd"]
         results.update(swd.swd_result(real_swd, fake_swd, seed=seed, verbose=verbose))
@@ -126,8 +145,10 @@ def evaluate(metric_names, real_batches_fn, fake_batches_fn, *, num_images=None,
         results.update(by_metric["real", "ms_ssim_real"].result())
     if "fid" in names:
         results.update(fid.fid_result(by_metric["real", "fid"], by_metric["fake", "fid"]))
-    results["num_images"] = {"real": max([f.received for f in real_feeds], default=0),
-                             "fake": max([f.received for f in fake_feeds], default=0)}
+    results["num_images"] = {
+        "real": max([f.received for f in real_feeds], default=0),
+        "fake": max([f.received for f in fake_feeds], default=0),
+    }
     results["seconds"] = round(time.perf_counter() - start, 2)
     return results
 

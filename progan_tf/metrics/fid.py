@@ -58,12 +58,16 @@ def load_feature_model(path):
         >>> model = load_feature_model("~/weights/fid_inception.keras")
     """
     if path is None:
-        raise UserInputError(f"FID needs Inception weights: pass inception_weights=PATH to {ACCEPTED_WEIGHTS}. "
-                             "Received: inception_weights=None")
+        raise UserInputError(
+            f"FID needs Inception weights: pass inception_weights=PATH to {ACCEPTED_WEIGHTS}. "
+            "Received: inception_weights=None"
+        )
     path = pathlib.Path(path).expanduser()
     if not path.is_file():
-        raise UserInputError(f"FID Inception weights file not found; expected {ACCEPTED_WEIGHTS}. "
-                             f"Received: inception_weights={str(path)!r}")
+        raise UserInputError(
+            f"FID Inception weights file not found; expected {ACCEPTED_WEIGHTS}. "
+            f"Received: inception_weights={str(path)!r}"
+        )
     try:
         if path.name.endswith(".keras"):
             return keras.models.load_model(path, compile=False)
@@ -77,10 +81,13 @@ def load_feature_model(path):
             )
             return model
     except (ValueError, OSError, KeyError, TypeError) as error:
-        raise UserInputError(f"could not load FID Inception weights ({error}); expected {ACCEPTED_WEIGHTS}. "
-                             f"Received: inception_weights={str(path)!r}") from error
-    raise UserInputError(f"unknown FID weights file type; expected {ACCEPTED_WEIGHTS}. "
-                         f"Received: inception_weights={str(path)!r}")
+        raise UserInputError(
+            f"could not load FID Inception weights ({error}); expected {ACCEPTED_WEIGHTS}. "
+            f"Received: inception_weights={str(path)!r}"
+        ) from error
+    raise UserInputError(
+        f"unknown FID weights file type; expected {ACCEPTED_WEIGHTS}. Received: inception_weights={str(path)!r}"
+    )
 
 
 def preprocess_for_features(images, size):

@@ -84,8 +84,9 @@ def ms_ssim_pairs(a, b, weights=MS_SSIM_WEIGHTS, filter_size=FILTER_SIZE, filter
     a = tf.cast(a, tf.float32)
     b = tf.cast(b, tf.float32)
     if a.shape != b.shape or a.shape.rank != 4:
-        raise UserInputError("MS-SSIM needs two image batches of one shape (N, H, W, C). "
-                             f"Received: {a.shape} and {b.shape}")
+        raise UserInputError(
+            f"MS-SSIM needs two image batches of one shape (N, H, W, C). Received: {a.shape} and {b.shape}"
+        )
     min_size = 2 ** (len(weights) - 1)
     if min(a.shape[1], a.shape[2]) < min_size:
         raise UserInputError(

@@ -53,4 +53,3 @@ def small_swd(generator_model, data_dir, resolution, num_images, seed, batch_siz
     record["eval_num_images"] = count
     record["eval_sec"] = round(time.perf_counter() - start, 2)
     return record
-

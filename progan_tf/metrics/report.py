@@ -103,8 +103,20 @@ def _json_ready(value):
     return value
 
 
-def evaluate_to_files(metric_names, real_dir, output_dir, *, generator=None, fake_dir=None, resolution=None,
-                      num_images=None, seed=0, inception_weights=None, checkpoint=None, stats_path=None):
+def evaluate_to_files(
+    metric_names,
+    real_dir,
+    output_dir,
+    *,
+    generator=None,
+    fake_dir=None,
+    resolution=None,
+    num_images=None,
+    seed=0,
+    inception_weights=None,
+    checkpoint=None,
+    stats_path=None,
+):
     """Evaluates a generator or a folder against real images; prints the table and writes the report.
 
     Args:
@@ -126,8 +138,10 @@ def evaluate_to_files(metric_names, real_dir, output_dir, *, generator=None, fak
         The report dict written to the JSON file, plus "path".
     """
     if (generator is None) == (fake_dir is None):
-        raise UserInputError(f"give one fake side: a generator or fake_dir. Received: fake_dir={fake_dir}, "
-                             f"generator={generator.description if generator is not None else None}")
+        raise UserInputError(
+            f"give one fake side: a generator or fake_dir. Received: fake_dir={fake_dir}, "
+            f"generator={generator.description if generator is not None else None}"
+        )
     real_path = _check_image_dir(real_dir, "real_dir")
     if generator is not None:
         resolution = generator.resolution
@@ -143,10 +157,17 @@ def evaluate_to_files(metric_names, real_dir, output_dir, *, generator=None, fak
         fake_batches = image_dir_batches(fake_path, resolution)
     real_batches = image_dir_batches(real_path, resolution)
     real_description = sources.describe_image_dir(real_path)
-    print(f"evaluate: {', '.join(metric_names)} at {resolution}x{resolution}; real: {real_description}; "
-          f"fake: {fake_description}; images per side: {num_images or 'protocol counts'}", flush=True)
+    print(
+        f"evaluate: {', '.join(metric_names)} at {resolution}x{resolution}; real: {real_description}; "
+        f"fake: {fake_description}; images per side: {num_images or 'protocol counts'}",
+        flush=True,
+    )
     results = evaluate(
-        metric_names, real_batches, fake_batches, num_images=num_images, seed=seed,
+        metric_names,
+        real_batches,
+        fake_batches,
+        num_images=num_images,
+        seed=seed,
         inception_weights=inception_weights,
     )
     results = _json_ready(results)

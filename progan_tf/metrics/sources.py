@@ -22,12 +22,15 @@ def list_image_files(folder):
     """Sorted image files (by name) directly inside `folder`; a UserInputError if there are none."""
     folder = pathlib.Path(folder).expanduser()
     if not folder.is_dir():
-        raise UserInputError(f"image folder not found; expected a directory of {'/'.join(IMAGE_SUFFIXES)} files. "
-                             f"Received: folder={str(folder)!r}")
+        raise UserInputError(
+            f"image folder not found; expected a directory of {'/'.join(IMAGE_SUFFIXES)} files. "
+            f"Received: folder={str(folder)!r}"
+        )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise UserInputError(f"no images in folder; expected {'/'.join(IMAGE_SUFFIXES)} files. "
-                             f"Received: folder={str(folder)!r}")
+        raise UserInputError(
+            f"no images in folder; expected {'/'.join(IMAGE_SUFFIXES)} files. Received: folder={str(folder)!r}"
+        )
     return files
 
 
@@ -92,8 +95,10 @@ def generated_batches(generate_fn, latent_shape, num_images, batch_size=64, seed
         batch = latents[offset : offset + batch_size]
         images = np.asarray(generate_fn(batch))
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(batch):
-            raise UserInputError(f"generate_fn must return uint8 images shaped ({len(batch)}, H, W, C). "
-                                 f"Received: shape={images.shape}, dtype={images.dtype}")
+            raise UserInputError(
+                f"generate_fn must return uint8 images shaped ({len(batch)}, H, W, C). "
+                f"Received: shape={images.shape}, dtype={images.dtype}"
+            )
         yield images
 
 

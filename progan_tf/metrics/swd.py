@@ -227,8 +227,14 @@ class SWDDescriptors:
         >>> swd_result(real, fake)  # {"swd_128": ..., ..., "swd_16": ..., "swd_avg": ...}
     """
 
-    def __init__(self, num_patches=PATCHES_PER_IMAGE, patch_size=PATCH_SIZE, min_resolution=SWD_MIN_RESOLUTION,
-                 seed=0, max_descriptors_per_level=None):
+    def __init__(
+        self,
+        num_patches=PATCHES_PER_IMAGE,
+        patch_size=PATCH_SIZE,
+        min_resolution=SWD_MIN_RESOLUTION,
+        seed=0,
+        max_descriptors_per_level=None,
+    ):
         self.num_patches = num_patches
         self.patch_size = patch_size
         self.min_resolution = min_resolution
@@ -297,8 +303,7 @@ class SWDDescriptors:
         return dict(zip(self.resolutions, stacked))
 
 
-def swd_result(real, fake, num_repeats=NUM_REPEATS, directions_per_repeat=DIRECTIONS_PER_REPEAT, seed=0,
-               verbose=False):
+def swd_result(real, fake, num_repeats=NUM_REPEATS, directions_per_repeat=DIRECTIONS_PER_REPEAT, seed=0, verbose=False):
     """SWD per pyramid level (x1e3) and their mean, from two `SWDDescriptors` accumulators.
 
     Args:
@@ -320,10 +325,12 @@ def swd_result(real, fake, num_repeats=NUM_REPEATS, directions_per_repeat=DIRECT
     result = {}
     for resolution in real_desc:
         start = time.perf_counter()
-        directions = random_directions(real_desc[resolution].shape[1], num_repeats, directions_per_repeat,
-                                       seed=rng.integers(2**63))
-        result[f"swd_{resolution}"] = SWD_SCALE * sliced_wasserstein(real_desc[resolution], fake_desc[resolution],
-                                                                     directions, real.channels)
+        directions = random_directions(
+            real_desc[resolution].shape[1], num_repeats, directions_per_repeat, seed=rng.integers(2**63)
+        )
+        result[f"swd_{resolution}"] = SWD_SCALE * sliced_wasserstein(
+            real_desc[resolution], fake_desc[resolution], directions, real.channels
+        )
         if verbose:
             print(f"swd: level {resolution}px done in {time.perf_counter() - start:.1f}s", flush=True)
     result["swd_avg"] = float(np.mean(list(result.values())))
