@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,11 +82,33 @@ def main_command(*flag_args):
     return [sys.executable, str(REPO_ROOT / "main.py"), *flag_args]
 
 
+def run_command(command, timeout=300, env=None, **kwargs):
+    """Runs a command to completion in the repo root (quiet TF, no GPU); returns the CompletedProcess."""
+    return subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def free_ports(count):
+    """`count` localhost TCP ports that were free a moment ago (for TF_CONFIG clusters)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def run_checked(command, timeout=300, env=None):
     """Runs a command to completion; fails the test with its output if it fails."""
-    result = subprocess.run(
-        command, cwd=REPO_ROOT, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout
-    )
+    result = run_command(command, timeout=timeout, env=env)
     if result.returncode != 0:
         raise AssertionError(
             f"command failed ({result.returncode}): {' '.join(map(str, command))}\n"

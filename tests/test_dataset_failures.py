@@ -38,9 +38,7 @@ def error_lines(result):
 
 def run_main(pyramid, run_dir, *extra):
     command = helpers.main_command(*helpers.main_flags(pyramid, run_dir), *extra)
-    return subprocess.run(
-        command, cwd=helpers.REPO_ROOT, env=helpers.subprocess_env(), capture_output=True, text=True, timeout=300
-    )
+    return helpers.run_command(command)
 
 
 def build_files(pyramid_dir):
@@ -148,15 +146,7 @@ def test_disk_full_gives_one_line_and_keeps_the_old_pyramid(tmp_path):
         limit = None
         if disk is None:  # no tmpfs: a per-process file size limit (Python ignores SIGXFSZ, so writes fail EFBIG)
             limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200 << 10, 200 << 10))  # noqa: E731
-        result = subprocess.run(
-            command,
-            cwd=helpers.REPO_ROOT,
-            env=helpers.subprocess_env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            preexec_fn=limit,
-        )
+        result = helpers.run_command(command, preexec_fn=limit)
         assert result.returncode == 1, result.stderr[-3000:]
         assert "Traceback" not in result.stderr
         [line] = error_lines(result)

@@ -2,7 +2,6 @@
 batch as one worker and end with the same weights."""
 
 import json
-import socket
 import subprocess
 import sys
 
@@ -15,16 +14,6 @@ from tests import helpers_training as helpers
 @pytest.fixture(scope="module")
 def pyramid(tmp_path_factory):
     return helpers.build_tiny_pyramid(tmp_path_factory.mktemp("pyramid") / "synthetic8", resolution=8, num_images=64)
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _launch(spec, spec_path, tf_config=None):
@@ -42,7 +31,7 @@ def _launch(spec, spec_path, tf_config=None):
 
 @pytest.mark.slow
 def test_two_workers_match_one_worker(pyramid, tmp_path):
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    workers = [f"localhost:{port}" for port in helpers.free_ports(2)]
     outputs = [tmp_path / "worker0.npz", tmp_path / "worker1.npz", tmp_path / "single.npz"]
     run_dirs = [tmp_path / "run_worker0", tmp_path / "run_worker1", tmp_path / "run_single"]
     processes = []

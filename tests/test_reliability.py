@@ -81,18 +81,6 @@ def _files(directory):
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def _run(command, **kwargs):
-    return subprocess.run(
-        command,
-        cwd=helpers.REPO_ROOT,
-        env=helpers.subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kwargs,
-    )
-
-
 def _error_lines(result):
     """The lines main.py printed for the user on stderr (TensorFlow's own start-up logs aside)."""
     assert "Traceback" not in result.stderr, result.stderr[-4000:]
@@ -309,7 +297,9 @@ def test_divergence_stops_with_one_line_and_the_newest_good_checkpoint_resumes(p
         export_at_end=True,
         max_consecutive_skips=5,
     )
-    result = _run(helpers.main_command(*helpers.main_flags(pyramid, run_dir, learning_rates="8:1e6", **flags)))
+    result = helpers.run_command(
+        helpers.main_command(*helpers.main_flags(pyramid, run_dir, learning_rates="8:1e6", **flags))
+    )
     assert result.returncode == 3, result.stderr[-4000:]
     (line,) = _error_lines(result)
     match = re.fullmatch(
@@ -463,21 +453,9 @@ def test_sigint_mid_fade_and_sigterm_mid_phase_resume_bit_identically(pyramid, t
     assert (run_dir / "log.txt").read_text().count("resumed from") == 3
 
 
-def _free_ports(count):
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(pyramid, tmp_path):
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    workers = [f"localhost:{port}" for port in helpers.free_ports(2)]
     processes = []
     try:
         for index in range(2):
@@ -531,7 +509,7 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(pyramid, tmp_
 def test_resume_with_other_architecture_flags_is_refused_and_writes_nothing(pyramid, short_run, tmp_path):
     run_dir = _copy_run(short_run, tmp_path)
     before = _files(run_dir)
-    result = _run(
+    result = helpers.run_command(
         helpers.main_command(*helpers.main_flags(pyramid, run_dir, **dict(SHORT, fmap_base=32, latent_size=8)))
     )
     assert result.returncode == 1
@@ -564,7 +542,7 @@ def test_resume_with_other_architecture_flags_is_refused_and_writes_nothing(pyra
 def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyramid, short_run, tmp_path):
     run_dir = _copy_run(short_run, tmp_path)
     before = _files(run_dir)
-    result = _run(helpers.main_command(*helpers.main_flags(pyramid, run_dir, resume="none", **SHORT)))
+    result = helpers.run_command(helpers.main_command(*helpers.main_flags(pyramid, run_dir, resume="none", **SHORT)))
     assert result.returncode == 1
     (line,) = _error_lines(result)
     assert (
@@ -693,7 +671,7 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_the_rerun_resumes(pyramid, tm
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     try:
-        result = _run(command, preexec_fn=limit_file_size if limit else None)
+        result = helpers.run_command(command, preexec_fn=limit_file_size if limit else None)
         assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
         (line,) = _error_lines(result)
         written = sorted(_checkpoints(run_dir))
