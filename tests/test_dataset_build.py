@@ -390,3 +390,21 @@ def test_integer_pyramid_is_bit_identical_to_the_float32_reference_including_tie
         assert np.all(means % 1 == 0.5)
         rounded = pyramid_levels(image)[-1 - halvings].astype(np.float64)
         assert np.all(rounded % 2 == 0) and np.any(rounded > means) and np.any(rounded < means)
+
+
+def test_pack_pyramid_writes_the_reference_levels_into_a_worker_row_and_nothing_else():
+    from datasets.imaging import level_spans, pack_pyramid
+
+    rng = np.random.default_rng(3)
+    for image in [random_rgb(rng, size) for size in (4, 8, 32, 256)] + [image_with_ties(rng, 1024, 2)]:
+        expected, _ = float32_reference_pyramid(image)
+        spans = level_spans(image.shape[0])
+        packed_size = spans[-1][0] + spans[-1][1]
+        # A row of the workers' shared block: other rows, and any bytes past the packed size, stay as they were.
+        block = rng.integers(0, 256, (3, packed_size + 7), dtype=np.uint8)
+        before = block.copy()
+        row = block[1]
+        assert pack_pyramid(image, row) is row
+        np.testing.assert_array_equal(block[[0, 2]], before[[0, 2]])
+        np.testing.assert_array_equal(block[1, packed_size:], before[1, packed_size:])
+        np.testing.assert_array_equal(block[1, :packed_size], np.concatenate([level.ravel() for level in expected]))
