@@ -342,15 +342,9 @@ def train(config, strategy=None):
         with strategy.scope():
             model = ProGAN(
                 config.network,
+                loss=config.loss,
+                optimizer=config.optimizer,
                 seed=config.seed,
-                gp_weight=config.loss.gp_weight,
-                gp_target=config.loss.gp_target,
-                drift_weight=config.loss.drift_weight,
-                ema_beta=config.optimizer.ema_beta,
-                adam_beta_1=config.optimizer.beta_1,
-                adam_beta_2=config.optimizer.beta_2,
-                adam_epsilon=config.optimizer.epsilon,
-                gp_reference_scaling=config.loss.gp_reference_scaling,
                 mixed_precision=config.mixed_precision,
                 jit_compile=config.jit_compile,
             )
