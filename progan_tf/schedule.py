@@ -117,8 +117,8 @@ class Phase:
         """Weight of the newly added layers after `images_shown` images (1 outside fades).
 
         A Python count gives a Python float. An integer tensor (the compiled step's image count,
-        so the step follows the fade without retracing) gives a float32 tensor in a fade, of the
-        same value: the quotient of two integers is correctly rounded to float32 either way.
+        so the step follows the fade without retracing) gives a float32 tensor in a fade, with
+        the float32 of the Python value: both quotients are float64, rounded once more.
         """
         if not self.fade_in:
             return 1.0
