@@ -7,6 +7,8 @@ and the rename itself is made durable (fsync of the folder), so a power cut cann
 empty file under the real name. Any other filesystem TensorFlow reaches (`gs://`, `s3://`,
 `hdfs://`, `ram://`) goes through `tf.io.gfile`, whose object stores make a closed object
 visible at once or not at all; fsync has no meaning there.
+
+`move_tree` moves a folder on any of them, also where folders cannot be renamed (object stores).
 """
 
 import contextlib

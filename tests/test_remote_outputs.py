@@ -86,6 +86,12 @@ def test_generate_writes_images_grid_strip_and_walk_into_a_ram_run(runs, capsys)
         with imageio.get_reader(local_mp4, format="FFMPEG") as reader:
             assert np.stack(list(reader.iter_data())).shape == (4, 32, 32, 3)
 
+    # From the ram:// run's export: the same images, beside it by default.
+    code, err = main_in_process(capsys, "--mode=generate", "--num_images=2", f"--savedmodel={remote_run}/export")
+    assert code == 0, err
+    for index, image in enumerate(images[:2]):
+        np.testing.assert_array_equal(read_png(f"{remote_run}/export-generated/image-{index:04d}.png"), image)
+
 
 def test_evaluate_reads_a_ram_run_and_its_dataset_and_writes_the_report_and_stats_there(runs, tmp_path, capsys):
     run_dir, data_dir, remote_run = runs
