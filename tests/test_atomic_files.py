@@ -45,7 +45,7 @@ def _write_tree(root, files):
             handle.write(data)
 
 
-def _read_tree(root):
+def read_tree(root):
     """{relative path: bytes} of the files under `root` that are really there (ram:// also lists
     the names of siblings that share root's prefix)."""
     found = {}
@@ -66,21 +66,21 @@ def test_ram_folder_rename_leaves_the_files_behind_so_move_tree_copies():
     # move what is in it.
     _write_tree("ram://move_trap/run", TREE)
     tf.io.gfile.rename("ram://move_trap/run", "ram://move_trap/run.old")
-    assert _read_tree("ram://move_trap/run.old") == {}
+    assert read_tree("ram://move_trap/run.old") == {}
     assert not atomic_files.renames_folders("ram://x") and not atomic_files.renames_folders("gs://b/x")
     assert atomic_files.renames_folders("/tmp/x") and atomic_files.renames_folders("hdfs://h/x")
 
     _write_tree("ram://move_tree/run", TREE)
     tf.io.gfile.makedirs("ram://move_tree/run/empty")
     assert atomic_files.move_tree("ram://move_tree/run", "ram://move_tree/run.old-1") == "ram://move_tree/run.old-1"
-    assert _read_tree("ram://move_tree/run.old-1") == TREE
+    assert read_tree("ram://move_tree/run.old-1") == TREE
     assert tf.io.gfile.isdir("ram://move_tree/run.old-1/empty")
-    assert _read_tree("ram://move_tree/run") == {}
+    assert read_tree("ram://move_tree/run") == {}
     # A second move beside the first: ram:// lists "run.old-1" as an entry ".old-1" of "run".
     _write_tree("ram://move_tree/run", {"log.txt": b"second"})
     atomic_files.move_tree("ram://move_tree/run", "ram://move_tree/run.old-2")
-    assert _read_tree("ram://move_tree/run.old-2") == {"log.txt": b"second"}
-    assert _read_tree("ram://move_tree/run.old-1") == TREE
+    assert read_tree("ram://move_tree/run.old-2") == {"log.txt": b"second"}
+    assert read_tree("ram://move_tree/run.old-1") == TREE
     with pytest.raises(tf.errors.AlreadyExistsError, match="run.old-1 already exists"):
         atomic_files.move_tree("ram://move_tree/run.old-2", "ram://move_tree/run.old-1")
 
@@ -88,7 +88,7 @@ def test_ram_folder_rename_leaves_the_files_behind_so_move_tree_copies():
 def test_local_move_tree_renames(tmp_path):
     _write_tree(str(tmp_path / "run"), TREE)
     atomic_files.move_tree(tmp_path / "run", tmp_path / "run.old")
-    assert _read_tree(str(tmp_path / "run.old")) == TREE and not (tmp_path / "run").exists()
+    assert read_tree(str(tmp_path / "run.old")) == TREE and not (tmp_path / "run").exists()
 
 
 def test_a_copy_that_fails_half_way_leaves_the_source_whole(tmp_path):
@@ -104,5 +104,5 @@ def test_a_copy_that_fails_half_way_leaves_the_source_whole(tmp_path):
     finally:
         listener.close()
         (source / "checkpoints" / "lock").unlink()
-    assert _read_tree(str(source)) == TREE
+    assert read_tree(str(source)) == TREE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the partial copy is removed

@@ -20,6 +20,7 @@ from progan_tf.config import TrainConfig
 from progan_tf.latents import seeded_latents
 from progan_tf.metrics import report
 from tests import helpers_training as helpers
+from tests.test_atomic_files import read_tree
 from tests.test_generate import LATENT_SIZE, main_in_process, tiny_run
 
 REMOTE = "ram://remote_outputs"
@@ -31,18 +32,6 @@ def copy_tree(local, remote):
         tf.io.gfile.makedirs(target)
         for name in names:
             tf.io.gfile.copy(os.path.join(folder, name), f"{target}/{name}", overwrite=True)
-
-
-def read_tree(root):
-    """{relative path: bytes} of the files under `root` that are there (ram:// also lists the
-    names of siblings that share root's prefix)."""
-    found = {}
-    for folder, _, names in tf.io.gfile.walk(root):
-        for name in names:
-            path = f"{folder}/{name}"
-            if tf.io.gfile.exists(path):
-                found[path[len(root) + 1 :]] = atomic_files.read_bytes(path)
-    return found
 
 
 def read_png(path):
