@@ -201,17 +201,13 @@ def _tree_files(root):
 def _copy_then_remove_tree(source, destination):
     source, destination = source.rstrip("/"), destination.rstrip("/")
     folders, files = _tree_files(source)  # listed before anything is written beside source
-    copied = []
     try:
         for folder in folders:
             tf.io.gfile.makedirs(f"{destination}/{folder}".rstrip("/"))
         for name in files:
             tf.io.gfile.copy(f"{source}/{name}", f"{destination}/{name}")
-            copied.append(name)
     except BaseException:
         with contextlib.suppress(tf.errors.OpError):  # only copies: the originals are all in source
-            for name in copied:
-                tf.io.gfile.remove(f"{destination}/{name}")
             tf.io.gfile.rmtree(destination)
         raise
     for name in files:
