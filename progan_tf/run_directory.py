@@ -19,7 +19,7 @@ def open_run_dir(config, start, chief):
     if chief:
         if start.move_to is not None:
             with run_files.writing(run_dir, f"(moving aside to {start.move_to}) the run directory"):
-                tf.io.gfile.rename(str(run_dir), str(start.move_to))
+                atomic_files.move_tree(run_dir, start.move_to)
         for path, _ in start.unusable:
             ckpt_lib.set_aside(path)
         for path in start.superseded:
