@@ -515,7 +515,7 @@ def test_resume_with_other_architecture_flags_is_refused_and_writes_nothing(pyra
     assert result.returncode == 1
     (line,) = _error_lines(result)
     assert line.startswith(
-        f"error: Cannot resume {run_dir / 'checkpoints' / 'ckpt-000000000048.npz'}: it was trained "
+        f"error: Cannot resume {run_dir / 'checkpoints' / 'ckpt-48'}: it was trained "
         "with other architecture flags: --fmap_base (run: 64, now: 32), --latent_size (run: 16, now: 8)."
     )
     assert _files(run_dir) == before  # config.json byte-identical, and nothing else written
@@ -545,10 +545,7 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
     result = helpers.run_command(helpers.main_command(*helpers.main_flags(pyramid, run_dir, resume="none", **SHORT)))
     assert result.returncode == 1
     (line,) = _error_lines(result)
-    assert (
-        f"{run_dir} already holds 3 checkpoint(s) (newest ckpt-000000000048.npz); --resume=none would mix two runs"
-        in line
-    )
+    assert f"{run_dir} already holds 3 checkpoint(s) (newest ckpt-48); --resume=none would mix two runs" in line
     assert "--resume=none --overwrite" in line
     assert _files(run_dir) == before
 
@@ -565,8 +562,8 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
     assert [r["kimg"] for r in _stats_rows(run_dir)] == [0.016, 0.032, 0.048]
     assert sorted(_checkpoints(run_dir)) == [16, 32, 48]
     old, new = (
-        helpers.checkpoint_weights(moved / "checkpoints" / "ckpt-000000000048.npz"),
-        helpers.checkpoint_weights(run_dir / "checkpoints" / "ckpt-000000000048.npz"),
+        helpers.checkpoint_weights(moved / "checkpoints" / "ckpt-48"),
+        helpers.checkpoint_weights(run_dir / "checkpoints" / "ckpt-48"),
     )
     assert helpers.max_abs_difference(old, new) > 0  # another seed: another run, not the old one's files
     assert [json.loads(line)["event"] for line in (run_dir / "config_history.jsonl").read_text().splitlines()] == [
@@ -577,7 +574,7 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
 @pytest.mark.slow
 def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid, short_run, tmp_path):
     run_dir = _copy_run(short_run, tmp_path)
-    newest = run_dir / "checkpoints" / "ckpt-000000000048.npz"
+    newest = run_dir / "checkpoints" / "ckpt-48"
     truncated = newest.read_bytes()[: newest.stat().st_size // 2]
     newest.write_bytes(truncated)
     result = helpers.run_checked(
@@ -585,9 +582,9 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
     )
     lines = _run_lines(result.stdout)
     assert lines[0].startswith(f"skipping checkpoint {newest}: Checkpoint {newest} is truncated or corrupt")
-    assert lines[0].endswith("moved it aside (ckpt-000000000048.npz.corrupt)")
-    assert lines[1] == f"resumed from {run_dir / 'checkpoints' / 'ckpt-000000000032.npz'} at kimg 0.032"
-    assert (run_dir / "checkpoints" / "ckpt-000000000048.npz.corrupt").read_bytes() == truncated  # kept, not deleted
+    assert lines[0].endswith("moved it aside (ckpt-48.corrupt)")
+    assert lines[1] == f"resumed from {run_dir / 'checkpoints' / 'ckpt-32'} at kimg 0.032"
+    assert (run_dir / "checkpoints" / "ckpt-48.corrupt").read_bytes() == truncated  # kept, not deleted
     assert sorted(_checkpoints(run_dir)) == [16, 32, 48, 64]
     _assert_all_finite_and_loadable(run_dir)
     rows = _stats_rows(run_dir)
@@ -599,14 +596,14 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
 def test_resume_from_an_older_checkpoint_moves_the_newer_ones_aside(pyramid, short_run, tmp_path):
     run_dir = _copy_run(short_run, tmp_path)
     folder = run_dir / "checkpoints"
-    newer = {name: (folder / name).read_bytes() for name in ("ckpt-000000000032.npz", "ckpt-000000000048.npz")}
-    older = folder / "ckpt-000000000016.npz"
+    newer = {name: (folder / name).read_bytes() for name in ("ckpt-32", "ckpt-48")}
+    older = folder / "ckpt-16"
     result = helpers.run_checked(
         helpers.main_command(*helpers.main_flags(pyramid, run_dir, resume=older, **dict(SHORT, total_kimg=0.024)))
     )
     assert (
         "moved the newer checkpoints of the abandoned continuation aside (*.superseded): "
-        "ckpt-000000000032.npz, ckpt-000000000048.npz" in result.stdout.splitlines()
+        "ckpt-32, ckpt-48" in result.stdout.splitlines()
     )
     for name, data in newer.items():
         assert (folder / f"{name}.superseded").read_bytes() == data
