@@ -139,7 +139,11 @@ def define_flags():
         lower_bound=0.0,
     )
     flags.DEFINE_integer("keep_checkpoints", TrainConfig.keep_checkpoints, "Checkpoints kept (0: all).", lower_bound=0)
-    flags.DEFINE_string("resume", TrainConfig.resume, "'latest' (in --run_dir), 'none', or a checkpoint path.")
+    flags.DEFINE_string(
+        "resume",
+        TrainConfig.resume,
+        "'latest' (in --run_dir), 'none', or a checkpoint prefix (<run_dir>/checkpoints/ckpt-N).",
+    )
     flags.DEFINE_bool(
         "overwrite",
         TrainConfig.overwrite,
@@ -163,7 +167,9 @@ def define_flags():
 
     # Export / generate / evaluate / explain.
     flags.DEFINE_string(
-        "checkpoint", None, "Checkpoint (.npz) to export / generate / explain from (default: latest in --run_dir)."
+        "checkpoint",
+        None,
+        "Checkpoint prefix (<run_dir>/checkpoints/ckpt-N) to export / generate / explain from (default: latest).",
     )
     flags.DEFINE_string("savedmodel", None, "Exported SavedModel to generate or evaluate from.")
     flags.DEFINE_string(
