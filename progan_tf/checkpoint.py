@@ -57,8 +57,9 @@ _PREFIX = re.compile(r"^ckpt-(\d+)$")
 _INDEX = re.compile(r"^(ckpt-\d+)\.index$")
 _DATA = re.compile(r"^(ckpt-\d+)\.data-(\d{5})-of-(\d{5})$")
 _LEGACY = re.compile(r"^ckpt-(\d{12})\.npz$")
-# Left by a save that was killed or failed: TensorFlow's temporary folder, our old `.npz.tmp-*`.
-_LEFTOVER = re.compile(r"^ckpt-\d+(_temp|\.npz\.tmp)")
+# Left by a save that was killed or failed: TensorFlow's temporary folder, a state file being
+# replaced, our old `.npz.tmp-*`.
+_LEFTOVER = re.compile(rf"^(ckpt-\d+(_temp|\.npz\.tmp)|{STATE_FILE}{re.escape(atomic_files.TEMPORARY_MARK)})")
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _POSITION = "position/"
 # The checkpoint reader raises IndexError for data that ends early (an out-of-range status).

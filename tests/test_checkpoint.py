@@ -330,3 +330,58 @@ def test_a_run_with_v1_checkpoints_resumes_from_them_exactly_and_writes_tf_check
         assert difference == 0.0, images
         assert helpers.checkpoint_position(after[images]) == helpers.checkpoint_position(expected[images])
     assert int(resumed.images_shown.numpy()) == 56
+
+
+_SAVE_FOREVER = """
+import sys
+from progan_tf import checkpoint as ckpt_lib
+from progan_tf.networks import NetworkConfig
+from progan_tf.progan import ProGAN
+from progan_tf.schedule import ScheduleConfig, phases
+
+phase = phases(ScheduleConfig(final_resolution=16, default_batch_size=4))[-1]
+# Wide enough (~40 MB) that a save takes a good part of the loop: the kills land inside one.
+model = ProGAN(NetworkConfig(resolution=16, latent_size=16, fmap_base=4096, fmap_max=192))
+model.start_phase(phase)
+images = int(sys.argv[2])
+while True:
+    images += 1
+    position = {"images_shown": images, "phase_index": phase.index, "phase_begin_images": 0}
+    ckpt_lib.save_checkpoint(sys.argv[1], model, position, keep=2)
+    print("saved", images, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_save_killed_at_any_moment_leaves_only_complete_checkpoints(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder, start = tmp_path / "checkpoints", 0
+    for delay in (0.01, 0.035, 0.06, 0.085):  # into the loop of saves, after two of them finished
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SAVE_FOREVER, str(folder), str(start)],
+            cwd=helpers.REPO_ROOT,
+            env=helpers.subprocess_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            process.stdout.readline()
+            start = int(process.stdout.readline().split()[1]) + 100
+            time.sleep(delay)
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+        listed = ckpt_lib.list_checkpoints(folder)
+        assert len(listed) >= 2, delay
+        for path in listed:  # every listed one is whole
+            ckpt_lib.check_finite(ckpt_lib.load_checkpoint(path))
+    ckpt_lib.save_checkpoint(folder, started_model(1), position(10_000), keep=0)
+    leftovers = [p.name for p in folder.iterdir() if "_temp" in p.name or "tmp" in p.name]
+    assert not leftovers
+    indexed = {p.name.partition(".")[0] for p in folder.glob("*.index")}
+    assert {p.name.partition(".")[0] for p in folder.glob("*.data-*")} <= indexed
