@@ -26,11 +26,28 @@ def define_flags():
     """Defines main.py's flags on `absl.flags.FLAGS` (once; later calls do nothing)."""
     if "mode" in FLAGS:
         return
-    # What to do.
+    _define_mode_flags()
+    _define_data_flags()
+    _define_network_flags()
+    _define_schedule_flags()
+    _define_loss_and_optimizer_flags()
+    _define_step_flags()
+    _define_logging_flags()
+    _define_checkpoint_flags()
+    _define_model_output_flags()
+    _define_generate_flags()
+    _define_evaluate_flags()
+    _define_explain_flags()
+
+
+def _define_mode_flags():
+    """What main.py does, and --dry_run."""
     flags.DEFINE_enum("mode", "train", MODES, "What main.py does.")
     flags.DEFINE_bool("dry_run", False, "Print the resolved config and the schedule table, then exit.")
 
-    # Data and run directory.
+
+def _define_data_flags():
+    """The dataset, the run directory and how the real images are read."""
     flags.DEFINE_string("data_dir", None, "Dataset pyramid built by `python -m datasets.build`.")
     flags.DEFINE_string("run_dir", None, "Run directory (config, logs, samples, checkpoints, export).")
     flags.DEFINE_bool(
@@ -47,7 +64,9 @@ def define_flags():
         "Deterministic TF ops (slower; the input order is always deterministic).",
     )
 
-    # Networks.
+
+def _define_network_flags():
+    """The architecture (`NetworkConfig`)."""
     flags.DEFINE_integer("resolution", NetworkConfig.resolution, "Final resolution, a power of two in [4, 1024].")
     flags.DEFINE_integer("num_channels", NetworkConfig.num_channels, "Image channels (1 or 3).")
     flags.DEFINE_integer("latent_size", NetworkConfig.latent_size, "Latent dimension.")
@@ -68,7 +87,9 @@ def define_flags():
         "mbstd_group_size", NetworkConfig.mbstd_group_size, "Minibatch-stddev group size.", lower_bound=1
     )
 
-    # Schedule.
+
+def _define_schedule_flags():
+    """Phase lengths, minibatches and learning rates (`ScheduleConfig`)."""
     flags.DEFINE_float(
         "stabilize_kimg",
         ScheduleConfig.stabilize_kimg,
@@ -105,7 +126,9 @@ def define_flags():
         lower_bound=0.0,
     )
 
-    # Loss and optimisation.
+
+def _define_loss_and_optimizer_flags():
+    """The seed, the WGAN-GP loss (`LossConfig`), Adam and the EMA (`OptimizerConfig`)."""
     flags.DEFINE_integer("seed", TrainConfig.seed, "Seed of latents, data order and initial weights.")
     flags.DEFINE_float("gp_weight", LossConfig.gp_weight, "WGAN-GP weight.", lower_bound=0.0)
     flags.DEFINE_float("gp_target", LossConfig.gp_target, "WGAN-GP target gradient norm.", lower_bound=1e-6)
@@ -122,9 +145,28 @@ def define_flags():
         "Measure the penalty's gradient norm as the reference code does on nearest-upscaled "
         "full-resolution inputs (norm / (final_resolution / resolution)). False: native-resolution norm.",
     )
-    flags.DEFINE_bool("mixed_precision", TrainConfig.mixed_precision, "mixed_float16 with dynamic loss scaling (GPU).")
 
-    # Logging, snapshots, checkpoints.
+
+def _define_step_flags():
+    """How a training step runs: precision, compilation, iterations per call, skipped updates."""
+    flags.DEFINE_bool("mixed_precision", TrainConfig.mixed_precision, "mixed_float16 with dynamic loss scaling (GPU).")
+    flags.DEFINE_bool("jit_compile", TrainConfig.jit_compile, "XLA-compile the gradient computations (GPUs).")
+    flags.DEFINE_integer(
+        "steps_per_call",
+        TrainConfig.steps_per_call,
+        "Training iterations per compiled call (0: 16 at 4x4, 8 at 8x8, 4 at 16x16, 2 at 32x32, else 1).",
+        lower_bound=0,
+    )
+    flags.DEFINE_integer(
+        "max_consecutive_skips",
+        TrainConfig.max_consecutive_skips,
+        "Stop (exit 3) after this many iterations in a row skip a non-finite update (0: never).",
+        lower_bound=0,
+    )
+
+
+def _define_logging_flags():
+    """Log ticks, sample grids and the periodic small-sample SWD."""
     flags.DEFINE_float("tick_kimg", TrainConfig.tick_kimg, "Log a tick line every this many kimg.", lower_bound=1e-3)
     flags.DEFINE_float(
         "sample_kimg",
@@ -132,6 +174,23 @@ def define_flags():
         "Write sample grids every this many kimg (0: phase ends only).",
         lower_bound=0.0,
     )
+    flags.DEFINE_integer("grid_size", TrainConfig.grid_size, "Images in sample grids.", lower_bound=1)
+    flags.DEFINE_float(
+        "eval_kimg",
+        TrainConfig.eval_kimg,
+        "Small-sample SWD during training every this many kimg (0: off).",
+        lower_bound=0.0,
+    )
+    flags.DEFINE_integer(
+        "eval_num_images",
+        TrainConfig.eval_num_images,
+        "Images per side of the periodic SWD (--eval_kimg).",
+        lower_bound=2,
+    )
+
+
+def _define_checkpoint_flags():
+    """Checkpoints, resuming, starting over and the export at the end."""
     flags.DEFINE_float(
         "checkpoint_kimg",
         TrainConfig.checkpoint_kimg,
@@ -149,23 +208,11 @@ def define_flags():
         TrainConfig.overwrite,
         "With --resume=none on a run directory holding checkpoints: move it to <run_dir>.old-<time>, start over.",
     )
-    flags.DEFINE_integer(
-        "max_consecutive_skips",
-        TrainConfig.max_consecutive_skips,
-        "Stop (exit 3) after this many iterations in a row skip a non-finite update (0: never).",
-        lower_bound=0,
-    )
-    flags.DEFINE_integer(
-        "steps_per_call",
-        TrainConfig.steps_per_call,
-        "Training iterations per compiled call (0: 16 at 4x4, 8 at 8x8, 4 at 16x16, 2 at 32x32, else 1).",
-        lower_bound=0,
-    )
-    flags.DEFINE_bool("jit_compile", TrainConfig.jit_compile, "XLA-compile the gradient computations (GPUs).")
-    flags.DEFINE_integer("grid_size", TrainConfig.grid_size, "Images in sample grids.", lower_bound=1)
     flags.DEFINE_bool("export_at_end", TrainConfig.export_at_end, "Export the EMA generator when training ends.")
 
-    # Export / generate / evaluate / explain.
+
+def _define_model_output_flags():
+    """What export / generate / evaluate / explain read and write."""
     flags.DEFINE_string(
         "checkpoint",
         None,
@@ -179,16 +226,16 @@ def define_flags():
     flags.DEFINE_integer(
         "generate_seed", 0, "Seed of generated latents (the same images in generate, evaluate, explain)."
     )
+
+
+def _define_generate_flags():
+    """`--mode=generate`'s interpolation strip and walk (GIF, MP4)."""
     flags.DEFINE_integer(
         "interpolation_steps",
         0,
         "Also write an interpolation strip of this many frames and a walk (GIF, MP4) of this many frames per keyframe.",
         lower_bound=0,
     )
-    flags.DEFINE_list("metrics", ["swd", "msssim"], "Metrics to evaluate: swd, msssim, fid.")
-    flags.DEFINE_string("real_dir", None, "Real images for evaluate: a pyramid or a folder (default: --data_dir).")
-    flags.DEFINE_string("fake_dir", None, "Fake images for evaluate: a folder, instead of a generator.")
-    flags.DEFINE_string("inception_weights", None, "Local Inception-v3 weights file for FID (no downloads).")
     flags.DEFINE_integer("walk_keyframes", 4, "generate: latents the looping GIF walk passes through.", lower_bound=2)
     flags.DEFINE_integer("gif_frame_ms", 80, "generate: milliseconds per GIF frame.", lower_bound=10, upper_bound=10000)
     flags.DEFINE_float(
@@ -200,26 +247,6 @@ def define_flags():
         f"generate: walk.mp4 frame side in pixels (a multiple of {VIDEO_BLOCK}).",
         lower_bound=VIDEO_BLOCK,
     )
-    flags.DEFINE_list(
-        "explain_methods", list(DEFAULT_EXPLAIN_METHODS), f"explain: maps to draw: {', '.join(EXPLAIN_METHODS)}."
-    )
-    flags.DEFINE_float(
-        "eval_kimg",
-        TrainConfig.eval_kimg,
-        "Small-sample SWD during training every this many kimg (0: off).",
-        lower_bound=0.0,
-    )
-    flags.DEFINE_integer(
-        "eval_num_images",
-        TrainConfig.eval_num_images,
-        "Images per side of the periodic SWD (--eval_kimg).",
-        lower_bound=2,
-    )
-    flags.register_validator(
-        "explain_methods",
-        lambda names: bool(names) and all(name in EXPLAIN_METHODS for name in names),
-        message=f"--explain_methods must be a non-empty list of {', '.join(EXPLAIN_METHODS)}.",
-    )
     flags.register_validator(
         "video_size",
         lambda size: size % VIDEO_BLOCK == 0,
@@ -229,4 +256,24 @@ def define_flags():
         "interpolation_steps",
         lambda steps: steps != 1,
         message="--interpolation_steps must be 0 (off) or >= 2 (an interpolation has two ends).",
+    )
+
+
+def _define_evaluate_flags():
+    """`--mode=evaluate`'s metrics and image sets."""
+    flags.DEFINE_list("metrics", ["swd", "msssim"], "Metrics to evaluate: swd, msssim, fid.")
+    flags.DEFINE_string("real_dir", None, "Real images for evaluate: a pyramid or a folder (default: --data_dir).")
+    flags.DEFINE_string("fake_dir", None, "Fake images for evaluate: a folder, instead of a generator.")
+    flags.DEFINE_string("inception_weights", None, "Local Inception-v3 weights file for FID (no downloads).")
+
+
+def _define_explain_flags():
+    """`--mode=explain`'s maps."""
+    flags.DEFINE_list(
+        "explain_methods", list(DEFAULT_EXPLAIN_METHODS), f"explain: maps to draw: {', '.join(EXPLAIN_METHODS)}."
+    )
+    flags.register_validator(
+        "explain_methods",
+        lambda names: bool(names) and all(name in EXPLAIN_METHODS for name in names),
+        message=f"--explain_methods must be a non-empty list of {', '.join(EXPLAIN_METHODS)}.",
     )

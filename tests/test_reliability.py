@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
-from progan_tf import interrupts, run_files, training
+from progan_tf import interrupts, run_directory, run_files, run_log
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN, apply_if_finite
 from progan_tf.schedule import ScheduleConfig, phases
@@ -254,15 +254,15 @@ def test_samples_of_a_non_finite_generator_are_not_written(tmp_path):
     model = ProGAN(NETWORK, seed=1)
     model.start_phase(phases(ScheduleConfig(final_resolution=8, default_batch_size=8))[0])
     latents = tf.random.stateless_normal((4, NETWORK.latent_size), seed=[1, 2])
-    logger = training.RunLogger(tmp_path, enabled=False)
-    assert training.write_samples(model, logger, tmp_path, latents, 8) == []
+    logger = run_log.RunLogger(tmp_path, enabled=False)
+    assert run_directory.write_samples(model, logger, tmp_path, latents, 8) == []
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "fakes-ema-kimg000000.008.png",
         "fakes-raw-kimg000000.008.png",
     ]
     weight = model.g_model.trainable_weights[0]
     weight.assign(np.full(weight.shape, np.nan, np.float32))
-    assert training.write_samples(model, logger, tmp_path, latents, 16) == ["raw"]
+    assert run_directory.write_samples(model, logger, tmp_path, latents, 16) == ["raw"]
     assert not (tmp_path / "fakes-raw-kimg000000.016.png").exists()
     assert (tmp_path / "fakes-ema-kimg000000.016.png").exists()  # the EMA generator is still finite
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
 from progan_tf import data as data_lib
+from progan_tf.config import OptimizerConfig
 from progan_tf.images import to_uint8
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN, fade_in_reals
@@ -77,9 +78,17 @@ def test_fade_in_reals_matches_numpy(alpha):
 # --- EMA ----------------------------------------------------------------------------------------
 
 
+def test_both_optimizers_of_every_phase_take_the_optimizer_config():
+    adam = OptimizerConfig(beta_1=0.5, beta_2=0.9, epsilon=1e-4)
+    model, phase = _started_model(2, optimizer=adam)
+    for optimizer in (model.g_optimizer, model.d_optimizer):
+        assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.5, 0.9, 1e-4)
+        assert float(optimizer.learning_rate.numpy()) == pytest.approx(phase.learning_rate)
+
+
 def test_ema_follows_g_after_each_critic_step(pyramid):
     beta = 0.9
-    model, phase = _started_model(2, ema_beta=beta)  # 8x8 stabilise
+    model, phase = _started_model(2, optimizer=OptimizerConfig(ema_beta=beta))  # 8x8 stabilise
     strategy = tf.distribute.get_strategy()
     iterator = iter(data_lib.make_dataset(str(pyramid), phase.resolution, BATCH, seed=0))
     step = model.make_distributed_step(strategy)
