@@ -92,7 +92,7 @@ def test_evaluate_reads_a_ram_run_and_its_dataset_and_writes_the_report_and_stat
     assert code == 0, err
     written = json.loads(atomic_files.read_text(f"{remote_run}/metrics-kimg000000.640.json"))
     assert written["real"] == f"pyramid {REMOTE}/data"
-    assert written["checkpoint"] == f"{remote_run}/checkpoints/ckpt-000000000640.npz"
+    assert written["checkpoint"] == f"{remote_run}/checkpoints/ckpt-640"
     stats = atomic_files.read_text(stats_path)
     assert stats.startswith(stats_before)
     (line,) = stats[len(stats_before) :].splitlines()
