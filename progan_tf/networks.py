@@ -227,6 +227,8 @@ class GrowingGenerator(_GrowingNetwork):
 
     Args:
         config: A `NetworkConfig`.
+        name: The layer's name (`"generator"`; the fade layer is `<name>_fade`).
+        **kwargs: Base `keras.layers.Layer` arguments.
 
     Example:
     >>> generator = GrowingGenerator(NetworkConfig(resolution=32, fmap_base=64, latent_size=16))
@@ -300,6 +302,8 @@ class GrowingDiscriminator(_GrowingNetwork):
 
     Args:
         config: A `NetworkConfig`.
+        name: The layer's name (`"discriminator"`; the fade layer is `<name>_fade`).
+        **kwargs: Base `keras.layers.Layer` arguments.
 
     Example:
     >>> discriminator = GrowingDiscriminator(NetworkConfig(resolution=32, fmap_base=64))
