@@ -64,7 +64,8 @@ def path_in(directory, name):
 def error_reason(error):
     """The first line of why an OSError or a `tf.errors.OpError` happened."""
     reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
-    return reason.strip().splitlines()[0]
+    lines = reason.strip().splitlines()
+    return lines[0] if lines else "no reason given"
 
 
 def exists(path):

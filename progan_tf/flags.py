@@ -198,7 +198,11 @@ def _define_checkpoint_flags():
         lower_bound=0.0,
     )
     flags.DEFINE_integer("keep_checkpoints", TrainConfig.keep_checkpoints, "Checkpoints kept (0: all).", lower_bound=0)
-    flags.DEFINE_string("resume", TrainConfig.resume, "'latest' (in --run_dir), 'none', or a checkpoint path.")
+    flags.DEFINE_string(
+        "resume",
+        TrainConfig.resume,
+        "'latest' (in --run_dir), 'none', or a checkpoint prefix (<run_dir>/checkpoints/ckpt-N).",
+    )
     flags.DEFINE_bool(
         "overwrite",
         TrainConfig.overwrite,
@@ -210,7 +214,9 @@ def _define_checkpoint_flags():
 def _define_model_output_flags():
     """What export / generate / evaluate / explain read and write."""
     flags.DEFINE_string(
-        "checkpoint", None, "Checkpoint (.npz) to export / generate / explain from (default: latest in --run_dir)."
+        "checkpoint",
+        None,
+        "Checkpoint prefix (<run_dir>/checkpoints/ckpt-N) to export / generate / explain from (default: latest).",
     )
     flags.DEFINE_string("savedmodel", None, "Exported SavedModel to generate or evaluate from.")
     flags.DEFINE_string(

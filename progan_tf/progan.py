@@ -162,10 +162,10 @@ class ProGAN(keras.Model):
         self.generator = GrowingGenerator(network_config).build_all()
         self.discriminator = GrowingDiscriminator(network_config).build_all()
         self.ema_generator = GrowingGenerator(network_config).build_all()
-        self.ema_generator.set_weight_values(self.generator.get_weight_values())
+        self.ema_generator.set_weights(self.generator.get_weights())
         self.images_shown = tf.Variable(0, dtype=tf.int64, trainable=False, name="images_shown")
         self.phase = None
-        # Our loop drives train_step itself; the wrapper owns no Keras-tracked weights to build.
+        # Our loop drives train_step itself; the networks it holds are built already.
         self.built = True
 
     @property

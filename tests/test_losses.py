@@ -120,7 +120,7 @@ def _model_at_4x4(gp_reference_scaling, source=None):
     model = ProGAN(NETWORK, loss=LossConfig(gp_reference_scaling=gp_reference_scaling), seed=3)
     if source is not None:
         for name, network in model.networks.items():
-            network.set_weight_values(source.networks[name].get_weight_values())
+            network.set_weights(source.networks[name].get_weights())
     schedule = ScheduleConfig(
         final_resolution=16, stabilize_kimg=1, transition_kimg=1, total_kimg=5, default_batch_size=BATCH
     )
@@ -174,7 +174,7 @@ def test_critic_step_penalty_and_loss_match_finite_differences(reference_scaling
     expected_gp = np.mean((scaled - 1.0) ** 2)
     expected_loss = np.mean(fake_scores - real_scores + 10.0 * (scaled - 1.0) ** 2 + 0.001 * real_scores**2)
 
-    d_before = model.discriminator.get_weight_values()
+    d_before = model.discriminator.get_weights()
     stats = _step_with_mix_zero(model, reals, latents)
 
     tolerance = _penalty_tolerance(scaled)
@@ -183,7 +183,7 @@ def test_critic_step_penalty_and_loss_match_finite_differences(reference_scaling
     assert stats["real_score"] == pytest.approx(real_scores.mean(), rel=1e-5, abs=1e-6)
     assert stats["fake_score"] == pytest.approx(fake_scores.mean(), rel=1e-5, abs=1e-6)
     assert stats["d_finite"] == 1.0
-    changed = [not np.array_equal(a, b) for a, b in zip(d_before, model.discriminator.get_weight_values())]
+    changed = [not np.array_equal(a, b) for a, b in zip(d_before, model.discriminator.get_weights())]
     assert any(changed)
 
 
@@ -210,7 +210,7 @@ def test_critic_update_uses_the_batch_mean_not_the_sum():
     reals = rng.uniform(-1, 1, (BATCH, 4, 4, 3)).astype(np.float32)
     latents = rng.standard_normal((BATCH, NETWORK.latent_size)).astype(np.float32)
     source = _model_at_4x4(True)
-    start = source.discriminator.get_weight_values()
+    start = source.discriminator.get_weights()
 
     def update(rows):
         model = _model_at_4x4(True, source=source)
@@ -218,7 +218,7 @@ def test_critic_update_uses_the_batch_mean_not_the_sum():
         model.d_optimizer.build(model.d_model.trainable_weights)
         mix = tf.zeros((len(rows), 1, 1, 1))
         model._discriminator_step(tf.constant(reals[rows]), tf.constant(latents[rows]), mix, len(rows))
-        return [after - before for before, after in zip(start, model.discriminator.get_weight_values())]
+        return [after - before for before, after in zip(start, model.discriminator.get_weights())]
 
     together = update([0, 1, 2, 3])
     alone = [update([i]) for i in range(BATCH)]

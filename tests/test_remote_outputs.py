@@ -92,7 +92,7 @@ def test_evaluate_reads_a_ram_run_and_its_dataset_and_writes_the_report_and_stat
     assert code == 0, err
     written = json.loads(atomic_files.read_text(f"{remote_run}/metrics-kimg000000.640.json"))
     assert written["real"] == f"pyramid {REMOTE}/data"
-    assert written["checkpoint"] == f"{remote_run}/checkpoints/ckpt-000000000640.npz"
+    assert written["checkpoint"] == f"{remote_run}/checkpoints/ckpt-640"
     stats = atomic_files.read_text(stats_path)
     assert stats.startswith(stats_before)
     (line,) = stats[len(stats_before) :].splitlines()
@@ -161,7 +161,7 @@ def test_overwrite_moves_a_ram_run_aside_with_every_file(tmp_path):
     spec["schedule"] = dict(spec["schedule"], total_kimg=0.016)
     training.train(TrainConfig.from_dict(spec))
     before = read_tree(run_dir)
-    assert "checkpoints/ckpt-000000000016.npz" in before and "log.txt" in before
+    assert "checkpoints/ckpt-16.data-00000-of-00001" in before and "log.txt" in before
 
     training.train(TrainConfig.from_dict(dict(spec, resume="none", overwrite=True, seed=99)))
     (aside,) = [name for name in tf.io.gfile.listdir(f"{REMOTE}/overwrite") if name.startswith("run.old-")]
@@ -171,4 +171,6 @@ def test_overwrite_moves_a_ram_run_aside_with_every_file(tmp_path):
     history = atomic_files.read_text(f"{run_dir}/config_history.jsonl").splitlines()
     assert [json.loads(line)["event"] for line in history] == ["start"]
     after = read_tree(run_dir)
-    assert after["checkpoints/ckpt-000000000016.npz"] != before["checkpoints/ckpt-000000000016.npz"]  # seed 99
+    assert (
+        after["checkpoints/ckpt-16.data-00000-of-00001"] != before["checkpoints/ckpt-16.data-00000-of-00001"]
+    )  # seed 99
