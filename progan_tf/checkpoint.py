@@ -13,11 +13,9 @@ All randomness of the training loop is a stateless function of (seed, images sho
 data order a function of (seed, phase, batches consumed), so the position is the whole random
 state.
 
-A checkpoint is complete when its `.index` and all its data shards exist and the `checkpoint`
-state file names it: TensorFlow renames the data into place, then writes the index, and the
-manager replaces the state file (atomically) only after that, so a save killed at any point
-leaves nothing that counts. The next save removes what a killed one left (`ckpt-N_temp/`, data
-without an index). A folder without a state file (copied without it) counts the files alone.
+Which checkpoints are complete, the state file, leftovers of killed saves and moving a
+checkpoint aside: `progan_tf.checkpoint_files` (its names used by callers are re-exported here,
+so a run's checkpoints have one API).
 
 A checkpoint holding a non-finite value is never written (`NonFiniteError`), so it can never
 rotate a finite one out; on resume, a newest checkpoint that is corrupt or not finite is moved
@@ -40,26 +38,45 @@ import dataclasses
 import io
 import json
 import re
-import time
 import zipfile
 
 import numpy as np
 import tensorflow as tf
 
 from progan_tf import atomic_files
+from progan_tf.checkpoint_files import (
+    CHECKPOINT_NAME,
+    as_prefix,
+    checkpoint_files,
+    checkpoint_images,
+    checkpoint_path,
+    is_legacy,
+    list_checkpoints,
+    remove_leftovers,
+    set_aside,
+    write_state,
+)
 from progan_tf.errors import FilesystemError, UserInputError
+
+__all__ = [
+    "Checkpoint",
+    "NonFiniteError",
+    "check_finite",
+    "checkpoint_files",
+    "checkpoint_images",
+    "checkpoint_path",
+    "checkpointed_variables",
+    "list_checkpoints",
+    "load_checkpoint",
+    "newest_usable_checkpoint",
+    "restore_networks",
+    "restore_optimizers",
+    "save_checkpoint",
+    "set_aside",
+]
 
 FORMAT_VERSION = 2
 LEGACY_FORMAT_VERSION = 1
-STATE_FILE = "checkpoint"
-_NAME = "ckpt"
-_PREFIX = re.compile(r"^ckpt-(\d+)$")
-_INDEX = re.compile(r"^(ckpt-\d+)\.index$")
-_DATA = re.compile(r"^(ckpt-\d+)\.data-(\d{5})-of-(\d{5})$")
-_LEGACY = re.compile(r"^ckpt-(\d{12})\.npz$")
-# Left by a save that was killed or failed: TensorFlow's temporary folder, a state file being
-# replaced, our old `.npz.tmp-*`.
-_LEFTOVER = re.compile(rf"^(ckpt-\d+(_temp|\.npz\.tmp)|{STATE_FILE}{re.escape(atomic_files.TEMPORARY_MARK)})")
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _POSITION = "position/"
 # The checkpoint reader raises IndexError for data that ends early (an out-of-range status).
@@ -131,113 +148,6 @@ def non_finite_variables(model):
     )
 
 
-def checkpoint_path(directory, images_shown):
-    """The prefix of the checkpoint at `images_shown` in `directory` (`<directory>/ckpt-N`)."""
-    return atomic_files.path_in(directory, f"{_NAME}-{int(images_shown)}")
-
-
-def checkpoint_images(path):
-    """The images count in a checkpoint's name."""
-    name = atomic_files.as_path(path).name
-    return int((_PREFIX.match(name) or _LEGACY.match(name)).group(1))
-
-
-def _is_legacy(path):
-    return str(path).endswith(".npz")
-
-
-def _names(directory):
-    return {name.rstrip("/") for name in tf.io.gfile.listdir(str(directory))}
-
-
-def _shards(names):
-    """{prefix: [data file names]} of the prefixes whose data shards are all there."""
-    shards = {}
-    for name in names:
-        match = _DATA.match(name)
-        if match:
-            shards.setdefault(match.group(1), []).append((int(match.group(2)), int(match.group(3)), name))
-    complete = {}
-    for prefix, found in shards.items():
-        counts = {count for _, count, _ in found}
-        if len(counts) == 1 and sorted(index for index, _, _ in found) == list(range(counts.pop())):
-            complete[prefix] = sorted(name for _, _, name in found)
-    return complete
-
-
-def _recorded(directory):
-    """{name: save time} of the checkpoints the folder's state file records; None without a
-    (readable) state file."""
-    if not atomic_files.exists(atomic_files.path_in(directory, STATE_FILE)):
-        return None
-    state = tf.train.get_checkpoint_state(str(directory))
-    if state is None:
-        return None
-    times = list(state.all_model_checkpoint_timestamps)
-    names = [str(path).replace("\\", "/").rstrip("/").rpartition("/")[2] for path in state.all_model_checkpoint_paths]
-    return dict(zip(names, times + [time.time()] * (len(names) - len(times))))
-
-
-def list_checkpoints(directory):
-    """Complete checkpoints in `directory` (TF prefixes and v1 `.npz` files), oldest first."""
-    if not tf.io.gfile.isdir(str(directory)):
-        return []
-    names = _names(directory)
-    recorded = _recorded(directory)
-    complete = _shards(names)
-    found = [name for name in names if _LEGACY.match(name)]
-    for name in names:
-        match = _INDEX.match(name)
-        if match and match.group(1) in complete and (recorded is None or match.group(1) in recorded):
-            found.append(match.group(1))
-    return [atomic_files.path_in(directory, name) for name in sorted(found, key=checkpoint_images)]
-
-
-def checkpoint_files(path):
-    """The files of a checkpoint: its `.index` first, then its data shards (a v1 one: its `.npz`)."""
-    path = atomic_files.as_path(path)
-    if _is_legacy(path):
-        return [path]
-    names = _names(path.parent) if tf.io.gfile.isdir(str(path.parent)) else set()
-    data = sorted(name for name in names if (match := _DATA.match(name)) and match.group(1) == path.name)
-    index = [f"{path.name}.index"] if f"{path.name}.index" in names else []
-    return [path.with_name(name) for name in index + data]
-
-
-def _write_state(directory):
-    """Makes the `checkpoint` state file list the complete TF checkpoints in `directory` (none:
-    no state file), so that the manager's rotation and TF tools see what is on disk."""
-    prefixes = [path.name for path in list_checkpoints(directory) if not _is_legacy(path)]
-    state = atomic_files.path_in(directory, STATE_FILE)
-    if not prefixes:
-        if atomic_files.exists(state):
-            tf.io.gfile.remove(str(state))
-        return
-    # The manager rotates the checkpoints saved after `last_preserved_timestamp` (0 here).
-    times = _recorded(directory) or {}
-    lines = [f'model_checkpoint_path: "{prefixes[-1]}"']
-    lines += [f'all_model_checkpoint_paths: "{prefix}"' for prefix in prefixes]
-    lines += [f"all_model_checkpoint_timestamps: {times.get(prefix, time.time())!r}" for prefix in prefixes]
-    atomic_files.write_atomically(state, "\n".join(lines) + "\n")
-
-
-def _remove_leftovers(directory, failed=None):
-    """Removes what killed or failed saves left: temporary folders, data without an index, and
-    the files of `failed` (a prefix whose save just failed) unless the state file records it."""
-    names = _names(directory)
-    doomed = [name for name in names if _LEFTOVER.match(name)]
-    indexed = {match.group(1) for name in names if (match := _INDEX.match(name))}
-    doomed += [name for name in names if (match := _DATA.match(name)) and match.group(1) not in indexed]
-    if failed is not None and failed.name not in (_recorded(directory) or set()):
-        doomed += [path.name for path in checkpoint_files(failed)]
-    for name in doomed:
-        path = str(atomic_files.path_in(directory, name))
-        if tf.io.gfile.isdir(path):
-            tf.io.gfile.rmtree(path)
-        elif tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
-
-
 def _save_error_reason(error):
     # TensorFlow names the temporary file first and its op last: "<file>; File too large [Op:SaveV2]".
     reason = re.sub(r"\s*\[Op:\w+\]$", "", atomic_files.error_reason(error))
@@ -285,15 +195,15 @@ def save_checkpoint(directory, model, meta, keep=5):
     )
     try:
         tf.io.gfile.makedirs(str(directory))
-        _remove_leftovers(directory)
-        _write_state(directory)  # the manager rotates what its state file lists
+        remove_leftovers(directory)
+        write_state(directory)  # the manager rotates what its state file lists
         manager = tf.train.CheckpointManager(
-            checkpoint, str(directory), max_to_keep=keep or None, checkpoint_name=_NAME
+            checkpoint, str(directory), max_to_keep=keep or None, checkpoint_name=CHECKPOINT_NAME
         )
         manager.save(checkpoint_number=int(meta["images_shown"]))
     except (OSError, tf.errors.OpError) as error:
         with contextlib.suppress(OSError, tf.errors.OpError):  # the disk may refuse the cleanup too
-            _remove_leftovers(directory, failed=path)
+            remove_leftovers(directory, failed=path)
         raise FilesystemError(f"could not write checkpoint {path}: {_save_error_reason(error)}") from None
     return path
 
@@ -329,13 +239,6 @@ def _read_position(reader):
     return meta
 
 
-def _as_prefix(path):
-    """A checkpoint named by one of its files (`ckpt-N.index`, `ckpt-N.data-...`) as its prefix."""
-    name = path.name
-    match = _INDEX.match(name) or _DATA.match(name)
-    return path.with_name(match.group(1)) if match else path
-
-
 def load_checkpoint(path):
     """Reads a checkpoint's run position; a UserInputError names it if it is missing, truncated or corrupt.
 
@@ -346,8 +249,8 @@ def load_checkpoint(path):
     Returns:
         A `Checkpoint`.
     """
-    path = _as_prefix(atomic_files.as_path(path))
-    if _is_legacy(path):
+    path = as_prefix(atomic_files.as_path(path))
+    if is_legacy(path):
         return _load_legacy(path)
     if not atomic_files.exists(f"{path}.index"):
         raise UserInputError(
@@ -418,37 +321,6 @@ def newest_usable_checkpoint(paths):
         except UserInputError as error:
             unusable.append((path, str(error).split(". Received:")[0]))
     return None, unusable
-
-
-def _aside_target(path, suffix):
-    taken = atomic_files.exists if _is_legacy(path) else (lambda target: atomic_files.exists(f"{target}.index"))
-    target, number = path.with_name(path.name + suffix), 1
-    while taken(target):
-        target, number = path.with_name(f"{path.name}{suffix}.{number}"), number + 1
-    return target
-
-
-def set_aside(path, suffix=".corrupt"):
-    """Renames a checkpoint's files to the prefix `<name><suffix>` (a v1 one: `<name>.npz<suffix>`),
-    never deleted and no longer listed; a name taken by an earlier one gets a number. The state
-    file follows.
-
-    Returns:
-        The new prefix (a v1 checkpoint: the new file name).
-    """
-    path = atomic_files.as_path(path)
-    target = _aside_target(path, suffix)
-    try:
-        for old in checkpoint_files(path):  # the index first: from then on it no longer counts
-            tf.io.gfile.rename(str(old), str(target) + old.name[len(path.name) :])
-        if not _is_legacy(path):
-            _write_state(path.parent)
-    except tf.errors.NotFoundError:  # another worker sharing the directory moved it first
-        pass
-    except tf.errors.OpError as error:
-        reason = atomic_files.error_reason(error)
-        raise FilesystemError(f"could not move the checkpoint {path} aside: {reason}") from None
-    return target
 
 
 def _read_into(checkpoint, objects, what):

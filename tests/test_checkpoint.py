@@ -162,6 +162,22 @@ def test_corrupt_newest_checkpoints_fall_back_and_are_moved_aside_whole(tmp_path
     assert state_file_paths(tmp_path) == ["ckpt-100"]
 
 
+def test_a_move_aside_killed_between_its_renames_loses_no_file(tmp_path):
+    model = started_model(1)
+    paths = [ckpt_lib.save_checkpoint(tmp_path, model, position(n)) for n in (100, 200)]
+    data = tmp_path / "ckpt-200.data-00000-of-00001"
+    contents = data.read_bytes()
+    # set_aside renames the data before the index: what a kill between the two leaves.
+    data.rename(tmp_path / "ckpt-200.superseded.data-00000-of-00001")
+    assert ckpt_lib.list_checkpoints(tmp_path) == paths[:1]  # an index without data does not count
+    ckpt_lib.save_checkpoint(tmp_path, model, position(300))  # removes the leftovers of killed saves
+    assert (tmp_path / "ckpt-200.superseded.data-00000-of-00001").read_bytes() == contents
+    assert (tmp_path / "ckpt-200.index").is_file()
+    # Finishing the move by hand gives a readable checkpoint again.
+    (tmp_path / "ckpt-200.index").rename(tmp_path / "ckpt-200.superseded.index")
+    assert ckpt_lib.load_checkpoint(tmp_path / "ckpt-200.superseded").images_shown == 200
+
+
 def test_a_checkpoint_with_non_finite_values_is_refused_on_load(tmp_path):
     # What a run before the finite-update guard could save, written without the guard.
     model = started_model(1)
