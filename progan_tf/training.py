@@ -451,8 +451,7 @@ def _train_loop(config, strategy, model, logger, manifest, resume_from, stop_req
             iterations = iterations_until_boundary(config, phase, images_shown, total_images, limit)
             first_call = False
             try:
-                call = step(iterator, tf.constant(iterations), tf.constant(stop_requests.as_flags()))
-                call = tf.nest.map_structure(lambda value: value.numpy(), call)
+                call = step(iterator, iterations, stop_requests.as_flags())
             except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
                 raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
             iterations = int(call["iterations"])  # fewer than asked when a stop was requested
