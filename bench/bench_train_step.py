@@ -14,33 +14,17 @@ strategy is used.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
+from step_setup import WIDTHS, network_and_phases, started_model, synthetic_batches, timed_calls  # noqa: E402
 
 from progan_tf import cost_model, training  # noqa: E402
 from progan_tf.config import TrainConfig  # noqa: E402
-from progan_tf.networks import NetworkConfig  # noqa: E402
-from progan_tf.progan import ProGAN  # noqa: E402
-from progan_tf.schedule import ScheduleConfig, phases  # noqa: E402
 
-# name: (fmap_base, fmap_max, latent_size, batch). "narrow" is the first demo's widths.
-WIDTHS = {"narrow": (256, 32, 64, 16), "wide": (1024, 128, 128, 32)}
 # Large 3x3 convolutions (batch, size, channels) whose best rate is the ceiling.
 CEILING_SHAPES = ((32, 32, 128), (16, 64, 64), (32, 16, 256))
-
-
-def timed_calls(function, seconds, min_calls=5):
-    """Mean seconds per call of `function()` over at least `seconds` (after 2 warm-up calls)."""
-    for _ in range(2):
-        function()
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < seconds:
-        function()
-        calls += 1
-    return (time.perf_counter() - start) / calls
 
 
 def conv_ceiling_gflops(seconds):
@@ -57,16 +41,11 @@ def conv_ceiling_gflops(seconds):
 
 def time_phase(network, phase, seconds, iterations_per_call, jit_compile=False):
     """Seconds per training iteration of one phase, `iterations_per_call` iterations per call."""
-    model = ProGAN(network, seed=1, jit_compile=jit_compile)
-    model.start_phase(phase)
-    shape = (phase.batch_size, phase.resolution, phase.resolution, network.num_channels)
-    dataset = tf.data.Dataset.from_tensors(tf.random.uniform(shape, -1.0, 1.0)).repeat()
+    model = started_model(network, phase, jit_compile=jit_compile)
     strategy = tf.distribute.get_strategy()
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    step = model.make_distributed_step(strategy)
-    count = tf.constant(iterations_per_call)
-    call = lambda: tf.nest.map_structure(lambda value: value.numpy(), step(iterator, count))  # noqa: E731
-    return timed_calls(call, seconds) / iterations_per_call
+    iterator = synthetic_batches(phase, network.num_channels, strategy)
+    step = model.make_distributed_step(strategy)  # it returns host values: all statistics fetched
+    return timed_calls(lambda: step(iterator, iterations_per_call), seconds) / iterations_per_call
 
 
 def main():
@@ -86,12 +65,8 @@ def main():
         f"{'ms/iter':>8} {'img/s':>8} {'GFLOP/iter':>10} {'GFLOP/s':>8} {'ceiling':>7}"
     )
     for name in args.widths.split(","):
-        fmap_base, fmap_max, latent_size, batch = WIDTHS[name]
-        network = NetworkConfig(
-            resolution=args.resolution, latent_size=latent_size, fmap_base=fmap_base, fmap_max=fmap_max
-        )
-        schedule = ScheduleConfig(final_resolution=args.resolution, total_kimg=1e6, default_batch_size=batch)
-        for phase in phases(schedule):
+        network, all_phases = network_and_phases(args.resolution, *WIDTHS[name])
+        for phase in all_phases:
             per_call = training.steps_per_call(TrainConfig(data_dir="", run_dir=""), phase.resolution)
             single = time_phase(network, phase, args.seconds, 1, args.jit_compile)
             seconds = time_phase(network, phase, args.seconds, per_call, args.jit_compile) if per_call > 1 else single
