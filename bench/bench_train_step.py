@@ -1,6 +1,7 @@
 """Training-iteration throughput per phase, and its efficiency against the machine's convolution ceiling.
 
 Usage: python bench/bench_train_step.py [--widths=narrow,wide] [--resolution=32] [--seconds=2] [--jit_compile]
+    [--intra_op_threads=0]
 
 For each width preset and phase it prints ms per iteration with one iteration per compiled call
 and with the trainer's default iterations per call (`TrainConfig.steps_per_call` = 0: 16 at 4x4
@@ -54,7 +55,9 @@ def main():
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per phase")
     parser.add_argument("--jit_compile", action="store_true", help="XLA-compile the gradient computations")
+    parser.add_argument("--intra_op_threads", type=int, default=0, help="TensorFlow intra-op threads (0 = all cores)")
     args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     ceiling = conv_ceiling_gflops(args.seconds)
     print(
         f"3x3 convolution ceiling (float32, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
