@@ -110,4 +110,5 @@ def make_distributed_step(model, strategy):
         packed = distributed_steps(iterator, tf.cast(num_steps, tf.int32), tf.cast(stop_flags, tf.float32))
         return unpack_results(packed.numpy())
 
+    step.experimental_get_tracing_count = distributed_steps.experimental_get_tracing_count  # one trace a phase
     return step

@@ -43,25 +43,21 @@ def _agreed(flag):
     return failures < 0.5
 
 
-def _check_fusable(optimizer):
-    if type(optimizer) is not keras.optimizers.Adam:
-        raise ValueError(f"The fused update implements Keras' Adam only. Received: optimizer={optimizer!r}")
-    set_options = [name for name in _UNFUSED_OPTIONS if getattr(optimizer, name, None)]
-    if set_options:
-        raise ValueError(f"The fused Adam update does not implement {set_options}. Received: optimizer={optimizer!r}")
+def _fusable(optimizer):
+    """Whether `_fused_adam_update` implements `optimizer`: a Keras `Adam` with default options."""
+    return type(optimizer) is keras.optimizers.Adam and not any(getattr(optimizer, o, None) for o in _UNFUSED_OPTIONS)
 
 
-def adam_slots(optimizer, variables):
+def _adam_slots(optimizer, variables):
     """Keras Adam's first and second moments of `variables`, in their order."""
     indices = [optimizer._get_variable_index(v) for v in variables]
     return [optimizer._momentums[i] for i in indices], [optimizer._velocities[i] for i in indices]
 
 
-def fused_adam_update(strategy, optimizer, grads, variables):
+def _fused_adam_update(strategy, optimizer, grads, variables):
     """Keras' Adam step (`keras.optimizers.Adam.update_step`: the same moments, bias correction
     and epsilon) as one `ResourceApplyAdam` per variable copy; cross-replica context, `grads`
     already summed over the replicas. Leaves `optimizer.iterations` to the caller."""
-    _check_fusable(optimizer)
     step = tf.cast(optimizer.iterations + 1, tf.float32)
     beta_1, beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
     hyper = dict(
@@ -76,7 +72,7 @@ def fused_adam_update(strategy, optimizer, grads, variables):
     def update(variable, grad, m, v):
         return tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=m.handle, v=v.handle, grad=grad, **hyper)
 
-    for grad, variable, m, v in zip(grads, variables, *adam_slots(optimizer, variables)):
+    for grad, variable, m, v in zip(grads, variables, *_adam_slots(optimizer, variables)):
         strategy.extended.update(variable.value, update, args=(grad, m.value, v.value), group=False)
 
 
@@ -109,11 +105,12 @@ def apply_if_finite(optimizer, grads, variables, checked=()):
     variable it wrote finite.
 
     Must be called in a replica context; the gradients are this replica's share of the global
-    mean (summed across replicas here). A loss-scale optimizer goes through Keras' own apply:
-    it skips non-finite inputs itself and lowers its scale.
+    mean (summed across replicas here). A Keras `Adam` with default options runs fused; any
+    other optimizer goes through its own `apply_gradients` under the same guard (a loss-scale
+    optimizer skips non-finite inputs itself and lowers its scale).
 
     Args:
-        optimizer: A Keras `Adam` (or a `LossScaleOptimizer` over one) built on `variables`.
+        optimizer: A Keras optimizer (or `LossScaleOptimizer`) built on `variables`.
         grads: This replica's gradients of `variables`.
         variables: The variables to update.
         checked: Further tensors (the loss) that must be finite on every replica.
@@ -134,19 +131,19 @@ def apply_if_finite(optimizer, grads, variables, checked=()):
     ```
     """
     context = tf.distribute.get_replica_context()
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return _apply_loss_scaled(optimizer, grads, variables, checked)
+    if not _fusable(optimizer):
+        return _apply_with_keras(optimizer, grads, variables, checked)
     # A sum is non-finite when any replica's term is, so the summed gradients and the count of
     # replicas with a non-finite loss decide alike everywhere, in the one all-reduce they need.
     local_failure = 1.0 - tf.cast(all_finite(checked), tf.float32) if checked else tf.constant(0.0)
     *grads, failures = context.all_reduce(tf.distribute.ReduceOp.SUM, [*grads, local_failure])
     inputs_finite = tf.logical_and(failures < 0.5, all_finite(grads))
-    moments, velocities = adam_slots(optimizer, variables)
+    moments, velocities = _adam_slots(optimizer, variables)
     state = [v.value for v in (*variables, *moments, *velocities)]
 
     def apply_in_cross_replica_context(strategy, grads, inputs_finite):
         kept = _keep_or_roll_back(
-            strategy, state, lambda: fused_adam_update(strategy, optimizer, grads, variables), inputs_finite
+            strategy, state, lambda: _fused_adam_update(strategy, optimizer, grads, variables), inputs_finite
         )
         optimizer.iterations.assign_add(tf.cast(kept, optimizer.iterations.dtype))
         return kept
@@ -155,21 +152,28 @@ def apply_if_finite(optimizer, grads, variables, checked=()):
     return inputs_finite, applied
 
 
-def _apply_loss_scaled(optimizer, grads, variables, checked):
+def _apply_with_keras(optimizer, grads, variables, checked):
+    """`apply_if_finite` through the optimizer's own `apply_gradients` (which all-reduces)."""
     inputs_finite = _agreed(all_finite([*grads, *checked]))
-    # Keras' loss-scale optimizer decides from replica 0's local gradients alone; poison every
-    # replica's gradients when any replica overflowed, so all of them skip and rescale.
-    poison = tf.where(inputs_finite, 0.0, float("nan"))
-    grads = [g + tf.cast(poison, g.dtype) for g in grads]
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    if loss_scaled:
+        # Keras' loss-scale optimizer decides from replica 0's local gradients alone; poison every
+        # replica's gradients when any replica overflowed, so all of them skip and rescale.
+        poison = tf.where(inputs_finite, 0.0, float("nan"))
+        grads = [g + tf.cast(poison, g.dtype) for g in grads]
     state = [v.value for v in (*variables, *optimizer.variables)]
 
-    def apply_in_cross_replica_context(strategy, grads):
+    def apply_in_cross_replica_context(strategy, grads, inputs_finite):
         def update():
             apply = lambda g: optimizer.apply_gradients(zip(g, variables))  # noqa: E731
             strategy.extended.call_for_each_replica(apply, args=(grads,))
 
-        # The scale's own bookkeeping of a skipped step stays: only a non-finite result rolls back.
-        return _keep_or_roll_back(strategy, state, update, tf.constant(True))
+        # A loss-scale optimizer's bookkeeping of a skipped step stays: only a non-finite result
+        # rolls it back. Any other optimizer applied non-finite inputs, which roll back.
+        keep_inputs = tf.constant(True) if loss_scaled else inputs_finite
+        return _keep_or_roll_back(strategy, state, update, keep_inputs)
 
-    applied = tf.distribute.get_replica_context().merge_call(apply_in_cross_replica_context, args=(grads,))
+    applied = tf.distribute.get_replica_context().merge_call(
+        apply_in_cross_replica_context, args=(grads, inputs_finite)
+    )
     return inputs_finite, tf.logical_and(inputs_finite, applied)

@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
-from progan_tf import interrupts, run_files, training
+from progan_tf import guarded_update, interrupts, run_files, training
 from progan_tf.guarded_update import apply_if_finite
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
@@ -183,6 +183,7 @@ def test_fused_adam_update_matches_keras_adam_over_several_steps():
     fused, reference = keras.optimizers.Adam(**settings), keras.optimizers.Adam(**settings)
     fused.build(fused_weights)
     reference.build(keras_weights)
+    assert guarded_update._fusable(fused)  # the fused kernel, not Keras' own apply, is under test
     step = tf.function(lambda grads: apply_if_finite(fused, grads, fused_weights, checked=[tf.constant(0.0)]))
     for _ in range(4):
         grads = [tf.constant(rng.normal(scale=3.0, size=w.shape).astype(np.float32)) for w in initial]
