@@ -4,32 +4,40 @@ r"""Benchmarks the dataset builder and the tf.data input pipeline.
   .venv/bin/python bench/bench_data.py --source=../shared/data/celebahq1024 --resolution=1024 \
       --trainer_images_per_second=4:900,8:900,16:700,32:500,64:250,128:100
 
-1. Builder images/s against decoding the same source images with the same number of worker
+1. What each build stage costs per image in one thread (CPU time, best of 3, up to 64 images):
+   the decode the decode-only pass does, the builder's load, pyramid, record bytes, TFRecord writes
+   and sha256; the floor that decode + writes + sha256 (what the format requires) puts under the
+   build / decode CPU ratio.
+2. Builder time against decoding the same source images with the same number of worker
    processes and nothing else (the ratio build time / decode time; goal <= 1.5). Decode and build
    alternate --repeats times, so both see the same machine load; the table gives each repeat and
-   the median, in wall time and in CPU time of this process and all its children (sampled from
-   /proc; on a machine shared with other jobs the CPU ratio is the steadier one). (The first build
-   of a process also starts the worker pool's fork server.)
-2. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8
+   the median, in wall time (of the whole build_pyramid call) and in CPU time of this process and
+   all its children (read from /proc; on a machine shared with other jobs the CPU ratio is the
+   steadier one). (The first build of a process also starts the worker pool's fork server.)
+3. make_dataset images/s per resolution at the reference 1-GPU batch sizes (mirror augment on, uint8
    as the trainer reads it),
    against what the trainer consumes (--trainer_images_per_second, measured by the trainer;
    goal >= 5x).
 """
 
+import hashlib
+import math
 import multiprocessing
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 
+import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from datasets import build  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from datasets import build, imaging  # noqa: E402
 from datasets.imaging import IMAGE_EXTENSIONS  # noqa: E402
 from progan_tf import data  # noqa: E402
 
@@ -40,6 +48,7 @@ flags.DEFINE_float("seconds", 3.0, "Measuring time per pipeline resolution.")
 flags.DEFINE_string("trainer_images_per_second", "", "Trainer consumption per resolution, 'res:ips,...'.")
 flags.DEFINE_integer("repeats", 3, "Alternating decode-only / build measurements.", lower_bound=1)
 flags.DEFINE_bool("pipeline", True, "Also measure the tf.data pipeline per resolution.")
+flags.DEFINE_bool("stages", True, "Also measure each build stage's CPU per image in one thread.")
 FLAGS = flags.FLAGS
 
 # Reference minibatch sizes on one GPU (PAPER_NOTES.md).
@@ -49,16 +58,19 @@ BATCH_SIZES = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4,
 class TreeCpuSeconds:
     """CPU seconds (user + system) of this process and its descendants during a `with` block.
 
-    Descendants are found and sampled from /proc every few milliseconds (a worker's last few
-    milliseconds before it exits may be missed); processes alive at the start count only from then.
+    Read from /proc at the start and at the end only: a thread sampling every few milliseconds
+    cost 17% of a core, which both inflated and slowed what it measured. Each process counts its
+    own time plus that of the children it has reaped (cutime/cstime), so workers that exit
+    during the block count through the process that waited for them (this process for a fork
+    pool, the fork server for forkserver). Processes alive at the start count only from then.
     """
 
-    def __init__(self, interval=0.005):
-        self.interval, self.seconds = interval, 0.0
+    def __init__(self):
+        self.seconds = 0.0
         self._ticks = os.sysconf("SC_CLK_TCK")
 
-    def _sample(self):
-        stats, children = {}, {}
+    def _tree(self):
+        seconds, children = {}, {}
         for name in os.listdir("/proc"):
             if name.isdigit():
                 try:
@@ -67,32 +79,20 @@ class TreeCpuSeconds:
                 except OSError:
                     continue
                 children.setdefault(int(fields[1]), []).append(int(name))
-                stats[int(name)] = (int(fields[11]) + int(fields[12])) / self._ticks
+                seconds[int(name)] = sum(map(int, fields[11:15])) / self._ticks  # utime stime cutime cstime
         tree, stack = {}, [os.getpid()]
         while stack:
             pid = stack.pop()
-            tree[pid] = stats.get(pid, 0.0)
+            tree[pid] = seconds.get(pid, 0.0)
             stack.extend(children.get(pid, ()))
         return tree
 
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            for pid, seconds in self._sample().items():
-                self._last[pid] = max(seconds, self._last.get(pid, 0.0))
-
     def __enter__(self):
-        self._start = self._sample()
-        self._last, self._stop = dict(self._start), threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._start = self._tree()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        for pid, seconds in self._sample().items():
-            self._last[pid] = max(seconds, self._last.get(pid, 0.0))
-        self.seconds = sum(seconds - self._start.get(pid, 0.0) for pid, seconds in self._last.items())
+        self.seconds = sum(seconds - self._start.get(pid, 0.0) for pid, seconds in self._tree().items())
 
 
 def _decode(path):
@@ -102,18 +102,89 @@ def _decode(path):
         return img.convert("RGB").size
 
 
-def decode_only_seconds(folder, num_workers):
-    paths = [
+def image_paths(folder):
+    return sorted(
         os.path.join(root, name)
         for root, _, names in os.walk(folder)
         for name in names
         if name.lower().endswith(IMAGE_EXTENSIONS)
-    ]
+    )
+
+
+def decode_only_seconds(folder, num_workers):
+    paths = image_paths(folder)
     started = time.time()
     # fork: the children only run PIL, and forkserver would re-import this TF-importing script.
     with multiprocessing.get_context("fork").Pool(num_workers) as pool:
         pool.map(_decode, paths, chunksize=8)
     return len(paths), time.time() - started
+
+
+def _write_records(directory, records_per_image):
+    writers = [
+        tf.io.TFRecordWriter(os.path.join(directory, f"level{index}")) for index in range(len(records_per_image[0]))
+    ]
+    for records in records_per_image:
+        for writer, record in zip(writers, records):
+            writer.write(record)
+    for writer in writers:
+        writer.close()
+
+
+def _sha256_all(records_per_image):
+    digest = hashlib.sha256()
+    for records in records_per_image:
+        for record in records:
+            digest.update(record)
+    return digest.hexdigest()
+
+
+def stage_table(folder, resolution, max_images=64, repeats=3):
+    """Prints what each build stage costs per image in one thread, and the floor that puts under build / decode."""
+    paths = image_paths(folder)[:max_images]
+    images = [image for image, _, _ in (imaging.load_image(path, resolution) for path in paths) if image is not None]
+    spans = imaging.level_spans(resolution)
+    row = np.empty(spans[-1][0] + spans[-1][1], np.uint8)
+    records = [
+        [imaging.pack_pyramid(image, row)[offset : offset + size].tobytes() for offset, size in spans]
+        for image in images
+    ]
+    with tempfile.TemporaryDirectory() as directory:
+        stages = {
+            "decode (as the decode-only pass)": (len(paths), lambda: [_decode(path) for path in paths]),
+            "load (decode, RGB, square, resize)": (
+                len(paths),
+                lambda: [imaging.load_image(path, resolution) for path in paths],
+            ),
+            "pyramid (pack_pyramid)": (len(images), lambda: [imaging.pack_pyramid(image, row) for image in images]),
+            "record bytes out of the shared block": (
+                len(images),
+                lambda: [[row[offset : offset + size].tobytes() for offset, size in spans] for _ in images],
+            ),
+            "TFRecord writes (CRC, page cache)": (len(images), lambda: _write_records(directory, records)),
+            "sha256 of the shards (in memory)": (len(images), lambda: _sha256_all(records)),
+        }
+        cost = {}
+        for name, (count, run) in stages.items():
+            best = math.inf
+            for _ in range(repeats):
+                started = time.thread_time()
+                run()
+                best = min(best, time.thread_time() - started)
+            cost[name] = best / count * 1e3
+    decode = cost["decode (as the decode-only pass)"]
+    print(
+        f"| build stage ({len(paths)} images -> {resolution}px, one thread, best of {repeats}) | "
+        "CPU ms per image | / decode |"
+    )
+    print("|---|---|---|")
+    for name, milliseconds in cost.items():
+        print(f"| {name} | {milliseconds:.2f} | {milliseconds / decode:.2f} |")
+    required = decode + cost["TFRecord writes (CRC, page cache)"] + cost["sha256 of the shards (in memory)"]
+    everything = sum(milliseconds for name, milliseconds in cost.items() if not name.startswith("decode"))
+    print(f"| floor: decode + writes + sha256 (no pyramid, no transfer) | {required:.2f} | {required / decode:.2f}x |")
+    print(f"| all stages but the decode-only pass | {everything:.2f} | {everything / decode:.2f}x |")
+    print()
 
 
 def pipeline_images_per_second(pyramid_dir, resolution, seconds):
@@ -138,6 +209,8 @@ def main(argv):
     )
     work_dir = tempfile.mkdtemp(prefix="bench_data_")
     try:
+        if FLAGS.stages:
+            stage_table(FLAGS.source, FLAGS.resolution)
         pyramid_dir = builder_table(work_dir, num_workers)
         if FLAGS.pipeline:
             pipeline_table(pyramid_dir, trainer)
@@ -157,11 +230,10 @@ def builder_table(work_dir, num_workers):
         with TreeCpuSeconds() as decode_cpu:
             count, decode_seconds = decode_only_seconds(FLAGS.source, num_workers)
         pyramid_dir = os.path.join(work_dir, f"pyramid{repeat}")
+        started = time.time()
         with TreeCpuSeconds() as build_cpu:
-            manifest = build.build_pyramid(
-                FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers, progress=False
-            )
-        build_seconds = manifest["build"]["seconds"]
+            build.build_pyramid(FLAGS.source, pyramid_dir, FLAGS.resolution, num_workers=num_workers, progress=False)
+        build_seconds = time.time() - started
         wall_ratios.append(build_seconds / decode_seconds)
         cpu_ratios.append(build_cpu.seconds / decode_cpu.seconds)
         print(

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 from step_setup import WIDTHS, network_and_phases, started_model, synthetic_batches, timed_calls  # noqa: E402
 
-from progan_tf import cost_model, training  # noqa: E402
+from progan_tf import call_boundaries, cost_model  # noqa: E402
 from progan_tf.config import TrainConfig  # noqa: E402
 
 # Large 3x3 convolutions (batch, size, channels) whose best rate is the ceiling.
@@ -70,7 +70,7 @@ def main():
     for name in args.widths.split(","):
         network, all_phases = network_and_phases(args.resolution, *WIDTHS[name])
         for phase in all_phases:
-            per_call = training.steps_per_call(TrainConfig(data_dir="", run_dir=""), phase.resolution)
+            per_call = call_boundaries.steps_per_call(TrainConfig(data_dir="", run_dir=""), phase.resolution)
             single = time_phase(network, phase, args.seconds, 1, args.jit_compile)
             seconds = time_phase(network, phase, args.seconds, per_call, args.jit_compile) if per_call > 1 else single
             flops = cost_model.iteration_flops(network, phase.resolution, phase.fade_in, phase.batch_size)

@@ -50,6 +50,7 @@ build and the command line); verification is progan_tf/pyramid_check.py.
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -134,51 +135,66 @@ def build_pyramid(
       UserInputError: bad arguments or input, or a filesystem error (the message says which and
         why; an existing pyramid at output_dir is then unchanged).
     """
-    resolution = check_resolution(resolution)
-    num_workers = os.cpu_count() if num_workers is None else num_workers
-    _check_arguments(non_square, num_images, shards_per_level, num_workers)
     output_dir = output_dir.rstrip("/") or output_dir
+    settings = _BuildSettings.checked(
+        output_dir, name, resolution, seed, num_images, shards_per_level, num_workers, strict, non_square, progress
+    )
+    data_source = _open_source(source, settings, tfds_manual_dir, tfds_data_dir, tfds_image_key)
+    started = time.time()
+    return _commit_or_abandon(
+        output_dir, overwrite, lambda output: _build_into(output, data_source, source, settings, started)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _BuildSettings:
+    """build_pyramid's checked arguments that the writing and the manifest need."""
+
+    name: str
+    resolution: int
+    seed: int
+    num_images: int | None
+    shards_per_level: int | None
+    num_workers: int
+    strict: bool
+    non_square: str
+    progress: bool
+
+    @classmethod
+    def checked(
+        cls, output_dir, name, resolution, seed, num_images, shards_per_level, num_workers, strict, non_square, progress
+    ):
+        """The settings, after checking the arguments (raises UserInputError) and filling in defaults."""
+        resolution = check_resolution(resolution)
+        num_workers = os.cpu_count() if num_workers is None else num_workers
+        _check_arguments(non_square, num_images, shards_per_level, num_workers)
+        name = name or os.path.basename(output_dir)
+        return cls(name, resolution, seed, num_images, shards_per_level, num_workers, strict, non_square, progress)
+
+
+def _open_source(source, settings, tfds_manual_dir, tfds_data_dir, tfds_image_key) -> sources.Source:
     data_source = sources.make_source(
         source,
-        resolution,
-        seed,
-        num_images,
-        parallel.images_per_task(resolution),
-        non_square,
+        settings.resolution,
+        settings.seed,
+        settings.num_images,
+        parallel.images_per_task(settings.resolution),
+        settings.non_square,
         tfds_manual_dir,
         tfds_data_dir,
         tfds_image_key,
     )
-    if strict and data_source.problems:
+    if settings.strict and data_source.problems:
         raise UserInputError(_fatal_problem_message(data_source.problems[0]))
-    target = data_source.num_candidates if num_images is None else min(num_images, data_source.num_candidates)
-    started = time.time()
+    return data_source
+
+
+def _commit_or_abandon(output_dir, overwrite, build_into):
+    """Runs `build_into(output)` on a new writer.PyramidOutput; removes the partial build if anything fails."""
     output = None
     try:
         output = writer.PyramidOutput(output_dir, overwrite)
-        levels, record_names = _write_levels(
-            output, data_source, resolution, target, shards_per_level, strict, num_workers, progress
-        )
-        if not record_names:
-            problems = data_source.problems
-            raise UserInputError(
-                f"no usable images: all {len(problems)} candidates were skipped (first: "
-                f"{problems[0]['file']}: {problems[0]['reason']}). Received: source={source!r}"
-            )
-        output.write_text(output.record_names_file(), "".join(record_name + "\n" for record_name in record_names))
-        manifest = _manifest(
-            name or os.path.basename(output_dir),
-            resolution,
-            levels,
-            record_names,
-            data_source,
-            output.record_names_file(),
-            seed,
-            time.time() - started,
-            num_workers,
-            non_square,
-        )
-        output.commit(json.dumps(manifest, indent=1))
+        return build_into(output)
     except writer.FILESYSTEM_ERRORS as exc:
         if output is not None:
             output.abandon()
@@ -190,32 +206,51 @@ def build_pyramid(
         if output is not None:
             output.abandon()
         raise
+
+
+def _build_into(output, data_source, source, settings, started) -> dict:
+    """Writes every level, the record names and the manifest into `output`, then commits it; returns the manifest."""
+    target = data_source.num_candidates
+    if settings.num_images is not None:
+        target = min(settings.num_images, target)
+    levels, record_names = _write_levels(output, data_source, target, settings)
+    if not record_names:
+        problems = data_source.problems
+        raise UserInputError(
+            f"no usable images: all {len(problems)} candidates were skipped (first: "
+            f"{problems[0]['file']}: {problems[0]['reason']}). Received: source={source!r}"
+        )
+    output.write_text(output.record_names_file(), "".join(record_name + "\n" for record_name in record_names))
+    manifest = _manifest(settings, levels, record_names, data_source, output.record_names_file(), time.time() - started)
+    output.commit(json.dumps(manifest, indent=1))
     return manifest
 
 
-def _write_levels(output, data_source, resolution, target, shards_per_level, strict, num_workers, progress):
-    """Loads the source in the workers and writes every usable image; returns (levels, record names)."""
+def _write_levels(output, data_source, target, settings):
+    """Loads the source in the workers and writes its first `target` usable images; returns (levels, record names)."""
     # One thread hashes each shard while it is written (sha256 releases the GIL).
     with concurrent.futures.ThreadPoolExecutor(1) as hasher:
         level_writers = [
             writer.LevelWriter(
                 output.directory,
                 size,
-                writer.records_per_shard(size, target, shards_per_level),
+                writer.records_per_shard(size, target, settings.shards_per_level),
                 output.build_tag,
                 hasher,
             )
-            for size in imaging.level_resolutions(resolution)
+            for size in imaging.level_resolutions(settings.resolution)
         ]
         try:
             record_names = []
-            loaded = parallel.load_pyramids(data_source.tasks, resolution, num_workers)
+            loaded = parallel.load_pyramids(data_source.tasks, settings.resolution, settings.num_workers)
             with (
                 contextlib.closing(loaded),
-                tqdm(total=target, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar,
+                tqdm(
+                    total=target, unit="img", disable=not settings.progress, file=sys.stderr, dynamic_ncols=True
+                ) as bar,
             ):
                 for result, records in loaded:
-                    _note_problems(result, data_source.problems, strict)
+                    _note_problems(result, data_source.problems, settings.strict)
                     if records is None:
                         continue
                     for level_writer, record in zip(level_writers, records):
@@ -239,20 +274,18 @@ def _note_problems(result, problems, strict):
         raise UserInputError(_fatal_problem_message(problems[-1]))
 
 
-def _manifest(
-    name, resolution, levels, record_names, data_source, record_names_file, seed, seconds, num_workers, non_square
-) -> dict:
+def _manifest(settings, levels, record_names, data_source, record_names_file, seconds) -> dict:
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "name": name,
-        "resolution": resolution,
+        "name": settings.name,
+        "resolution": settings.resolution,
         "resolutions": [level["resolution"] for level in levels],
         "channels": 3,
         "num_images": len(record_names),
         "record_encoding": "raw uint8 HWC RGB bytes per TFRecord record (no tf.train.Example)",
         "source": data_source.description,
-        "seed": seed,
+        "seed": settings.seed,
         "levels": levels,
         "record_names_file": record_names_file,
         "problems": data_source.problems,
@@ -260,8 +293,8 @@ def _manifest(
             "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(seconds, 3),
             "images_per_second": round(len(record_names) / max(seconds, 1e-9), 1),
-            "num_workers": num_workers,
-            "non_square": non_square,
+            "num_workers": settings.num_workers,
+            "non_square": settings.non_square,
         },
     }
 

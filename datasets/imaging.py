@@ -6,7 +6,7 @@ them small and safe to start after TensorFlow has spun up threads in the parent.
 
 Pyramid math (the reference's): each lower level is the 2x2 box average of the previous level's
 float32 values (not of its rounded copy), and every level is stored as `rint(clip(level, 0, 255))`
-in uint8; `pyramid_levels` computes exactly that in integers.
+in uint8; `pack_pyramid` computes exactly that in integers.
 """
 
 import dataclasses
@@ -73,8 +73,80 @@ def level_spans(resolution: int, channels: int = 3) -> list:
     return spans
 
 
-def _rounded_mean(sums: np.ndarray, halvings: int) -> np.ndarray:
-    """rint(sums / 4**halvings) with round-half-to-even, in integers, as uint8."""
+def pyramid_levels(image: np.ndarray) -> list:
+    """Builds the resolution pyramid of one square image.
+
+    Args:
+      image: uint8 array [R, R, C], R a power of two in [4, 1024].
+
+    Returns:
+      A list of uint8 arrays [r, r, C] for r = 4, 8, ..., R (lowest first; the last equals `image`),
+      views into one packed buffer (see `pack_pyramid`).
+    """
+    resolution, _, channels = image.shape
+    packed = np.empty(sum(size for _, size in level_spans(resolution, channels)), np.uint8)
+    return _level_views(pack_pyramid(image, packed), resolution, channels)
+
+
+def pack_pyramid(image: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Writes the resolution pyramid of one square image into `out`, packed lowest level first.
+
+    The reference's math is float32: each level is the 2x2 mean of the previous level's float32
+    (unrounded) values, stored as rint (round half to even). Level k below the image is then
+    exactly S / 4**k, S the integer sum of the 4**k pixels it covers: every partial sum is an
+    integer multiple of 4**-(k-1) below 2**24 units (S <= 255 * 4**8 < 2**24 for 1024 -> 4), so no
+    float32 operation rounds. We therefore sum integers (uint16 while S fits, then uint32) and
+    round S / 4**k half to even: bit-identical to the float32 reference. The sums stay in HWC
+    order and each level is rounded straight into its place in `out`, so no level is transposed
+    or copied (1.0 ms per 1024 px image; summing channel planes and packing took 2.7 ms).
+
+    Args:
+      image: uint8 array [R, R, C], R a power of two in [4, 1024].
+      out: uint8 array of at least the packed size (see `level_spans`).
+
+    Returns:
+      `out`, holding every level (lowest first) at its `level_spans` offset.
+    """
+    resolution, _, channels = image.shape
+    if resolution > 1024:
+        raise ValueError(f"pack_pyramid handles up to 1024 px (exact integer sums). Received: shape={image.shape}")
+    levels = _level_views(out, resolution, channels)
+    np.copyto(levels[-1], image)
+    sums = image
+    for halvings, level in enumerate(reversed(levels[:-1]), start=1):
+        sums = _box_sums(sums, _sum_dtype(halvings))
+        _round_mean_into(sums, halvings, level)
+    return out
+
+
+def _sum_dtype(halvings):
+    """uint16 while the sums of 4**halvings pixels plus the rounding offset fit in it, else uint32."""
+    return np.uint16 if 255 << (2 * halvings) < (1 << 16) - (1 << (2 * halvings - 1)) else np.uint32
+
+
+def _level_views(packed, resolution, channels):
+    return [
+        packed[offset : offset + size].reshape(side, side, channels)
+        for side, (offset, size) in zip(level_resolutions(resolution), level_spans(resolution, channels))
+    ]
+
+
+def _box_sums(values: np.ndarray, dtype) -> np.ndarray:
+    """Sums of each 2x2 block of `values` [r, r, C], as `dtype` [r / 2, r / 2, C]."""
+    side, _, channels = values.shape
+    row_pairs = values.reshape(side // 2, 2, side * channels)
+    # Each row holds two horizontally adjacent pixels' vertical sums side by side.
+    column_sums = np.add(row_pairs[:, 0], row_pairs[:, 1], dtype=dtype).reshape(-1, 2 * channels)
+    sums = np.empty((column_sums.shape[0], channels), dtype)
+    for channel in range(channels):
+        # One long strided loop per channel: over [n, C] at once NumPy loops over the C channels
+        # innermost, 5x slower.
+        np.add(column_sums[:, channel], column_sums[:, channels + channel], out=sums[:, channel])
+    return sums.reshape(side // 2, side // 2, channels)
+
+
+def _round_mean_into(sums: np.ndarray, halvings: int, out: np.ndarray):
+    """Writes rint(sums / 4**halvings), rounding half to even, into the uint8 array `out`, in integers."""
     shift = 2 * halvings
     # Adding half - 1, plus 1 when the quotient is odd, makes the floor division round a tie
     # (remainder == half) up exactly when that lands on an even quotient.
@@ -82,38 +154,7 @@ def _rounded_mean(sums: np.ndarray, halvings: int) -> np.ndarray:
     rounded &= 1
     rounded += sums
     rounded += (1 << (shift - 1)) - 1
-    rounded >>= shift
-    return rounded.astype(np.uint8)
-
-
-def pyramid_levels(image: np.ndarray) -> list:
-    """Builds the resolution pyramid of one square image.
-
-    The reference's math is float32: each level is the 2x2 mean of the previous level's float32
-    (unrounded) values, stored as rint (round half to even). Level k below the image is then
-    exactly S / 4**k, S the integer sum of the 4**k pixels it covers: every partial sum is an
-    integer multiple of 4**-(k-1) below 2**24 units (S <= 255 * 4**8 < 2**24 for 1024 -> 4), so no
-    float32 operation rounds. We therefore sum integers (uint16 while S fits, then uint32) on
-    channel planes (long contiguous loops) and round S / 4**k half to even: bit-identical to the
-    float32 reference, about 5x faster.
-
-    Args:
-      image: uint8 array [R, R, C], R a power of two in [4, 1024].
-
-    Returns:
-      A list of uint8 arrays [r, r, C] for r = 4, 8, ..., R (lowest first; `image` is the last).
-    """
-    if image.shape[0] > 1024:
-        raise ValueError(f"pyramid_levels handles up to 1024 px (exact integer sums). Received: shape={image.shape}")
-    sums = np.ascontiguousarray(image.transpose(2, 0, 1))
-    levels, halvings = [image], 0
-    while sums.shape[1] > 4:
-        halvings += 1
-        dtype = np.uint16 if 255 << (2 * halvings) < (1 << 16) - (1 << (2 * halvings - 1)) else np.uint32
-        rows = np.add(sums[:, 0::2], sums[:, 1::2], dtype=dtype)
-        sums = np.add(rows[:, :, 0::2], rows[:, :, 1::2])
-        levels.append(_rounded_mean(sums, halvings).transpose(1, 2, 0))
-    return levels[::-1]
+    np.right_shift(rounded, shift, out=out, casting="unsafe")
 
 
 def _to_rgb(img: Image.Image) -> tuple:
@@ -192,13 +233,11 @@ def load_chunk(task: tuple, out: np.ndarray) -> list:
       A list of LoadResult, in item order.
     """
     kind, items, resolution, options = task
-    spans = level_spans(resolution)
     results = []
     for row, item in zip(out, items):
         name, array, skip_reason, note = _load_item(kind, item, resolution, options)
         if array is not None:
-            for (offset, size), level in zip(spans, pyramid_levels(array)):
-                np.copyto(row[offset : offset + size].reshape(level.shape), level)
+            pack_pyramid(array, row)
         results.append(LoadResult(name, skip_reason, note))
     return results
 

@@ -1,21 +1,46 @@
-"""Training checkpoints: every network and optimizer variable plus the run position, in one file.
+"""Training checkpoints: TensorFlow checkpoints of the networks, the phase's optimizers and the
+run position, numbered by images shown.
 
-A checkpoint is a NumPy `.npz` archive named by the images shown (`ckpt-<images>.npz`), written
-by `atomic_files.write_atomically`, so a crash never leaves a half-written checkpoint
-under a real name. All randomness of the training loop is a stateless function of
-(seed, images shown) and the data order a function of (seed, phase, batches consumed), so the
-images count and the phase's starting count are the whole random state.
+A checkpoint is what `tf.train.Checkpoint` writes for the prefix `<dir>/ckpt-<images shown>`:
+`ckpt-N.index` and `ckpt-N.data-00000-of-00001`, under the object names `generator`,
+`discriminator`, `ema_generator` (each layer by its name: `generator/g_8x8_conv1/kernel`),
+`optimizers/g_optimizer`, `optimizers/d_optimizer` (Keras' layout) and `position`
+(images_shown, phase_index, phase_begin_images, resolution, phase, tick, time_sec,
+format_version), so `tf.train.load_checkpoint(prefix)` and `tf.train.list_variables(prefix)`
+read everything without progan-tf. `tf.train.CheckpointManager` writes them, keeps `keep` of
+them and records them in the folder's `checkpoint` state file.
+All randomness of the training loop is a stateless function of (seed, images shown) and the
+data order a function of (seed, phase, batches consumed), so the position is the whole random
+state.
+
+A checkpoint is complete when its `.index` and all its data shards exist and the `checkpoint`
+state file names it: TensorFlow renames the data into place, then writes the index, and the
+manager replaces the state file (atomically) only after that, so a save killed at any point
+leaves nothing that counts. The next save removes what a killed one left (`ckpt-N_temp/`, data
+without an index). A folder without a state file (copied without it) counts the files alone.
 
 A checkpoint holding a non-finite value is never written (`NonFiniteError`), so it can never
 rotate a finite one out; on resume, a newest checkpoint that is corrupt or not finite is moved
-aside (`<name>.corrupt`) and the newest usable one is used instead; a resume from an older
-checkpoint of the same run moves the newer ones aside (`<name>.superseded`).
+aside whole (`ckpt-N.corrupt.index`, `ckpt-N.corrupt.data-...`: still a readable prefix) and the
+newest usable one is used instead; a resume from an older checkpoint of the same run moves the
+newer ones aside (`.superseded`). The state file is rewritten to match after every move.
+
+Checkpoints of format version 1 (one `ckpt-<12 digits>.npz` per snapshot, written before the
+move to TensorFlow checkpoints) are still listed, resumed and set aside; new ones are always
+TensorFlow checkpoints, and rotation leaves the old files alone.
+
+Only the chief saves under MultiWorkerMirroredStrategy. TensorFlow asks every worker to save
+because reading a sync-on-read variable is an all-reduce; every variable saved here is mirrored
+(sync on write: each worker holds the value), so saving involves no collective
+(`tests/test_checkpoint.py` checks this).
 """
 
+import contextlib
 import dataclasses
 import io
 import json
 import re
+import time
 import zipfile
 
 import numpy as np
@@ -24,118 +49,321 @@ import tensorflow as tf
 from progan_tf import atomic_files
 from progan_tf.errors import FilesystemError, UserInputError
 
-FORMAT_VERSION = 1
-_NAME = re.compile(r"^ckpt-(\d{12})\.npz$")
+FORMAT_VERSION = 2
+LEGACY_FORMAT_VERSION = 1
+STATE_FILE = "checkpoint"
+_NAME = "ckpt"
+_PREFIX = re.compile(r"^ckpt-(\d+)$")
+_INDEX = re.compile(r"^(ckpt-\d+)\.index$")
+_DATA = re.compile(r"^(ckpt-\d+)\.data-(\d{5})-of-(\d{5})$")
+_LEGACY = re.compile(r"^ckpt-(\d{12})\.npz$")
+# Left by a save that was killed or failed: TensorFlow's temporary folder, a state file being
+# replaced, our old `.npz.tmp-*`.
+_LEFTOVER = re.compile(rf"^(ckpt-\d+(_temp|\.npz\.tmp)|{STATE_FILE}{re.escape(atomic_files.TEMPORARY_MARK)})")
+_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+_POSITION = "position/"
+# The checkpoint reader raises IndexError for data that ends early (an out-of-range status).
+_CORRUPT_ERRORS = (tf.errors.OpError, ValueError, KeyError, IndexError, UnicodeDecodeError)
 
 
 @dataclasses.dataclass
 class Checkpoint:
-    path: object  # `atomic_files.as_path`: a pathlib.Path on a local disk, a UrlPath elsewhere
+    """A checkpoint found on disk and its run position.
+
+    Attributes:
+        path: The checkpoint prefix (`<dir>/ckpt-N`; a v1 checkpoint: its `.npz` file), as an
+            `atomic_files.as_path` path.
+        meta: The run position: images_shown, phase_index, phase_begin_images, and (from
+            training runs) resolution, phase, tick, time_sec; format_version.
+        legacy_arrays: A v1 checkpoint's arrays (`generator/0000`, ...); None for TF ones.
+    """
+
+    path: object
     meta: dict
-    arrays: dict
+    legacy_arrays: dict = None
 
     @property
     def images_shown(self):
         return int(self.meta["images_shown"])
 
     def group(self, prefix):
-        """The arrays saved under `prefix/NNNN`, in order."""
-        keys = sorted(k for k in self.arrays if k.startswith(prefix + "/"))
-        return [self.arrays[k] for k in keys]
+        """A v1 checkpoint's arrays saved under `prefix/NNNN`, in order."""
+        keys = sorted(k for k in self.legacy_arrays if k.startswith(prefix + "/"))
+        return [self.legacy_arrays[k] for k in keys]
 
 
 class NonFiniteError(ValueError):
-    """The model holds non-finite values; `names` lists the arrays (`generator/0003`, ...)."""
+    """The model holds non-finite values; `names` lists the variables (`generator/g_4x4_conv1/kernel`)."""
 
     def __init__(self, names):
         super().__init__(f"non-finite values in {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}")
         self.names = names
 
 
-def non_finite_arrays(arrays):
-    """Names of the floating-point arrays in `{name: array}` that hold a NaN or an infinity."""
+def _optimizers(model):
+    return {"g_optimizer": model.g_optimizer, "d_optimizer": model.d_optimizer}
+
+
+def _nested_optimizers(model):
+    # One level down: an optimizer also reaches the weights it updates, and TensorFlow keys each
+    # variable by its shortest path, which must be the network's (`generator/g_4x4_conv1/kernel`).
+    return {"optimizers": tf.train.Checkpoint(**_optimizers(model))}
+
+
+def checkpointed_variables(model):
+    """{`<network>/<variable path>` or `<optimizer>/<variable name>`: variable} of what a checkpoint of a `ProGAN`
+    with a started phase holds besides the run position."""
+    variables = {}
+    for group, network in model.networks.items():
+        variables.update({f"{group}/{variable.path}": variable for variable in network.weights})
+    for group, optimizer in _optimizers(model).items():
+        # Keras numbers optimizer paths per process (`adam_3/...`); the names are the run's.
+        variables.update({f"{group}/{variable.name}": variable for variable in optimizer.variables})
+    return variables
+
+
+def non_finite_variables(model):
+    """Names of the floating-point variables of `checkpointed_variables(model)` that hold a NaN or an infinity."""
     return sorted(
         name
-        for name, value in arrays.items()
-        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value))
+        for name, variable in checkpointed_variables(model).items()
+        if tf.as_dtype(variable.dtype).is_floating and not np.all(np.isfinite(variable.numpy()))
     )
 
 
 def checkpoint_path(directory, images_shown):
-    return atomic_files.path_in(directory, f"ckpt-{int(images_shown):012d}.npz")
+    """The prefix of the checkpoint at `images_shown` in `directory` (`<directory>/ckpt-N`)."""
+    return atomic_files.path_in(directory, f"{_NAME}-{int(images_shown)}")
 
 
 def checkpoint_images(path):
-    """The images count in a checkpoint's file name."""
-    return int(_NAME.match(atomic_files.as_path(path).name).group(1))
+    """The images count in a checkpoint's name."""
+    name = atomic_files.as_path(path).name
+    return int((_PREFIX.match(name) or _LEGACY.match(name)).group(1))
+
+
+def _is_legacy(path):
+    return str(path).endswith(".npz")
+
+
+def _names(directory):
+    return {name.rstrip("/") for name in tf.io.gfile.listdir(str(directory))}
+
+
+def _shards(names):
+    """{prefix: [data file names]} of the prefixes whose data shards are all there."""
+    shards = {}
+    for name in names:
+        match = _DATA.match(name)
+        if match:
+            shards.setdefault(match.group(1), []).append((int(match.group(2)), int(match.group(3)), name))
+    complete = {}
+    for prefix, found in shards.items():
+        counts = {count for _, count, _ in found}
+        if len(counts) == 1 and sorted(index for index, _, _ in found) == list(range(counts.pop())):
+            complete[prefix] = sorted(name for _, _, name in found)
+    return complete
+
+
+def _recorded(directory):
+    """{name: save time} of the checkpoints the folder's state file records; None without a
+    (readable) state file."""
+    if not atomic_files.exists(atomic_files.path_in(directory, STATE_FILE)):
+        return None
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is None:
+        return None
+    times = list(state.all_model_checkpoint_timestamps)
+    names = [str(path).replace("\\", "/").rstrip("/").rpartition("/")[2] for path in state.all_model_checkpoint_paths]
+    return dict(zip(names, times + [time.time()] * (len(names) - len(times))))
 
 
 def list_checkpoints(directory):
-    """Complete checkpoints in `directory`, oldest first."""
+    """Complete checkpoints in `directory` (TF prefixes and v1 `.npz` files), oldest first."""
     if not tf.io.gfile.isdir(str(directory)):
         return []
-    names = (name.rstrip("/") for name in tf.io.gfile.listdir(str(directory)))
-    return sorted(atomic_files.path_in(directory, name) for name in names if _NAME.match(name))
+    names = _names(directory)
+    recorded = _recorded(directory)
+    complete = _shards(names)
+    found = [name for name in names if _LEGACY.match(name)]
+    for name in names:
+        match = _INDEX.match(name)
+        if match and match.group(1) in complete and (recorded is None or match.group(1) in recorded):
+            found.append(match.group(1))
+    return [atomic_files.path_in(directory, name) for name in sorted(found, key=checkpoint_images)]
 
 
-def model_arrays(model):
-    """{`<network or optimizer>/<index>`: array} of a `ProGAN` with a started phase: what a
-    checkpoint holds besides the run position."""
-    arrays = {}
-    for name, network in model.networks.items():
-        for index, value in enumerate(network.get_weight_values()):
-            arrays[f"{name}/{index:04d}"] = value
-    for name, optimizer in (("g_optimizer", model.g_optimizer), ("d_optimizer", model.d_optimizer)):
-        for index, variable in enumerate(optimizer.variables):
-            arrays[f"{name}/{index:04d}"] = np.asarray(variable.numpy())
-    return arrays
+def checkpoint_files(path):
+    """The files of a checkpoint: its `.index` first, then its data shards (a v1 one: its `.npz`)."""
+    path = atomic_files.as_path(path)
+    if _is_legacy(path):
+        return [path]
+    names = _names(path.parent) if tf.io.gfile.isdir(str(path.parent)) else set()
+    data = sorted(name for name in names if (match := _DATA.match(name)) and match.group(1) == path.name)
+    index = [f"{path.name}.index"] if f"{path.name}.index" in names else []
+    return [path.with_name(name) for name in index + data]
+
+
+def _write_state(directory):
+    """Makes the `checkpoint` state file list the complete TF checkpoints in `directory` (none:
+    no state file), so that the manager's rotation and TF tools see what is on disk."""
+    prefixes = [path.name for path in list_checkpoints(directory) if not _is_legacy(path)]
+    state = atomic_files.path_in(directory, STATE_FILE)
+    if not prefixes:
+        if atomic_files.exists(state):
+            tf.io.gfile.remove(str(state))
+        return
+    # The manager rotates the checkpoints saved after `last_preserved_timestamp` (0 here).
+    times = _recorded(directory) or {}
+    lines = [f'model_checkpoint_path: "{prefixes[-1]}"']
+    lines += [f'all_model_checkpoint_paths: "{prefix}"' for prefix in prefixes]
+    lines += [f"all_model_checkpoint_timestamps: {times.get(prefix, time.time())!r}" for prefix in prefixes]
+    atomic_files.write_atomically(state, "\n".join(lines) + "\n")
+
+
+def _remove_leftovers(directory, failed=None):
+    """Removes what killed or failed saves left: temporary folders, data without an index, and
+    the files of `failed` (a prefix whose save just failed) unless the state file records it."""
+    names = _names(directory)
+    doomed = [name for name in names if _LEFTOVER.match(name)]
+    indexed = {match.group(1) for name in names if (match := _INDEX.match(name))}
+    doomed += [name for name in names if (match := _DATA.match(name)) and match.group(1) not in indexed]
+    if failed is not None and failed.name not in (_recorded(directory) or set()):
+        doomed += [path.name for path in checkpoint_files(failed)]
+    for name in doomed:
+        path = str(atomic_files.path_in(directory, name))
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+def _save_error_reason(error):
+    # TensorFlow names the temporary file first and its op last: "<file>; File too large [Op:SaveV2]".
+    reason = re.sub(r"\s*\[Op:\w+\]$", "", atomic_files.error_reason(error))
+    return reason.rpartition("; ")[2]
+
+
+def _position(meta):
+    """The run position as a trackable of scalar variables (int64, float64 or string)."""
+
+    def variable(value):
+        if isinstance(value, str):
+            return tf.Variable(value, dtype=tf.string, trainable=False)
+        return tf.Variable(
+            value, dtype=tf.int64 if isinstance(value, (int, np.integer)) else tf.float64, trainable=False
+        )
+
+    with tf.init_scope():
+        return tf.train.Checkpoint(**{key: variable(value) for key, value in meta.items()})
 
 
 def save_checkpoint(directory, model, meta, keep=5):
-    """Writes the model's networks and current optimizers atomically; keeps the `keep` newest.
+    """Writes the model's networks, current optimizers and run position; keeps the `keep` newest.
 
     Args:
         directory: Folder of the run's checkpoints (created if needed).
         model: A `ProGAN` with a started phase.
-        meta: JSON-serialisable run position; must hold `images_shown`.
-        keep: How many checkpoints to keep (0 keeps all).
+        meta: The run position, {name: int, float or str}; must hold `images_shown`,
+            `phase_index` and `phase_begin_images`.
+        keep: How many TF checkpoints to keep (0 keeps all; v1 `.npz` ones are never removed).
 
     Returns:
-        The checkpoint's path.
+        The checkpoint's prefix.
 
     Raises:
         NonFiniteError: a value is NaN or infinite (nothing is written).
-        FilesystemError: the write failed (disk full, read-only, permissions); the temporary
-            file is removed and the earlier checkpoints are untouched.
+        FilesystemError: the write failed (disk full, read-only, permissions); what it wrote is
+            removed and the earlier checkpoints are untouched.
     """
-    arrays = model_arrays(model)
-    bad = non_finite_arrays(arrays)
+    bad = non_finite_variables(model)
     if bad:
         raise NonFiniteError(bad)
-    arrays["meta"] = np.array(json.dumps({**meta, "format_version": FORMAT_VERSION}))
     path = checkpoint_path(directory, meta["images_shown"])
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    checkpoint = tf.train.Checkpoint(
+        **model.networks, **_nested_optimizers(model), position=_position({**meta, "format_version": FORMAT_VERSION})
+    )
     try:
         tf.io.gfile.makedirs(str(directory))
-        for stale in tf.io.gfile.glob(str(atomic_files.path_in(directory, "ckpt-*.npz.tmp*"))):
-            tf.io.gfile.remove(stale)  # left by a run killed while writing
-        atomic_files.write_atomically(path, buffer.getvalue())
+        _remove_leftovers(directory)
+        _write_state(directory)  # the manager rotates what its state file lists
+        manager = tf.train.CheckpointManager(
+            checkpoint, str(directory), max_to_keep=keep or None, checkpoint_name=_NAME
+        )
+        manager.save(checkpoint_number=int(meta["images_shown"]))
     except (OSError, tf.errors.OpError) as error:
-        raise FilesystemError(f"could not write checkpoint {path}: {atomic_files.error_reason(error)}") from None
-    if keep:
-        for old in list_checkpoints(directory)[:-keep]:
-            try:
-                tf.io.gfile.remove(str(old))
-            except tf.errors.OpError as error:
-                reason = atomic_files.error_reason(error)
-                raise FilesystemError(f"could not remove old checkpoint {old}: {reason}") from None
+        with contextlib.suppress(OSError, tf.errors.OpError):  # the disk may refuse the cleanup too
+            _remove_leftovers(directory, failed=path)
+        raise FilesystemError(f"could not write checkpoint {path}: {_save_error_reason(error)}") from None
     return path
 
 
+def _corrupt(path, error):
+    return UserInputError(
+        f"Checkpoint {path} is truncated or corrupt ({type(error).__name__}: {atomic_files.error_reason(error)}); "
+        f"expected a complete progan-tf checkpoint. Received: checkpoint={path}"
+    )
+
+
+def _check_version(path, meta, expected):
+    if meta.get("format_version") != expected:
+        raise UserInputError(
+            f"Checkpoint {path} has format version {meta.get('format_version')}, expected {expected} "
+            f"(not a progan-tf training checkpoint?). Received: checkpoint={path}"
+        )
+
+
+def _reader(path):
+    # `tf.train.load_checkpoint` takes a prefix that `gfile.isdir` calls a folder (ram:// does,
+    # when files start with it) for a folder and looks for its state file; the reader does not.
+    return tf.compat.v1.train.NewCheckpointReader(str(path))
+
+
+def _read_position(reader):
+    meta = {}
+    for key in reader.get_variable_to_dtype_map():
+        if key.startswith(_POSITION) and key.endswith(_VALUE_SUFFIX):
+            value = reader.get_tensor(key)
+            value = value.decode() if isinstance(value, bytes) else value.item()
+            meta[key[len(_POSITION) : -len(_VALUE_SUFFIX)]] = value
+    return meta
+
+
+def _as_prefix(path):
+    """A checkpoint named by one of its files (`ckpt-N.index`, `ckpt-N.data-...`) as its prefix."""
+    name = path.name
+    match = _INDEX.match(name) or _DATA.match(name)
+    return path.with_name(match.group(1)) if match else path
+
+
 def load_checkpoint(path):
-    """Reads a checkpoint; a UserInputError names the file if it is missing, truncated or corrupt."""
-    path = atomic_files.as_path(path)
+    """Reads a checkpoint's run position; a UserInputError names it if it is missing, truncated or corrupt.
+
+    Args:
+        path: A checkpoint prefix (`<run_dir>/checkpoints/ckpt-N`, or one of its files), or a
+            v1 `.npz` checkpoint.
+
+    Returns:
+        A `Checkpoint`.
+    """
+    path = _as_prefix(atomic_files.as_path(path))
+    if _is_legacy(path):
+        return _load_legacy(path)
+    if not atomic_files.exists(f"{path}.index"):
+        raise UserInputError(
+            f"Checkpoint not found: there is no {path.name}.index in {path.parent}; pass a checkpoint prefix such as "
+            f"<run_dir>/checkpoints/ckpt-1234 (files ckpt-1234.index and ckpt-1234.data-*) or an older "
+            f"ckpt-<12 digits>.npz. Received: checkpoint={path}"
+        )
+    try:
+        meta = _read_position(_reader(path))
+    except _CORRUPT_ERRORS as error:
+        raise _corrupt(path, error) from None
+    _check_version(path, meta, FORMAT_VERSION)
+    return Checkpoint(path=path, meta=meta)
+
+
+def _load_legacy(path):
     if not tf.io.gfile.exists(str(path)) or tf.io.gfile.isdir(str(path)):
         raise UserInputError(f"Checkpoint file not found. Received: checkpoint={path}")
     try:
@@ -144,22 +372,28 @@ def load_checkpoint(path):
         with np.load(contents, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (zipfile.BadZipFile, OSError, tf.errors.OpError, ValueError, KeyError, EOFError) as error:
-        raise UserInputError(
-            f"Checkpoint {path} is truncated or corrupt ({type(error).__name__}: {error}); "
-            f"expected a complete progan-tf .npz checkpoint. Received: checkpoint={path}"
-        ) from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise UserInputError(
-            f"Checkpoint {path} has format version {meta.get('format_version')}, expected {FORMAT_VERSION}. "
-            f"Received: checkpoint={path}"
-        )
-    return Checkpoint(path=path, meta=meta, arrays=arrays)
+    except (zipfile.BadZipFile, OSError, EOFError, *_CORRUPT_ERRORS) as error:
+        raise _corrupt(path, error) from None
+    _check_version(path, meta, LEGACY_FORMAT_VERSION)
+    return Checkpoint(path=path, meta=meta, legacy_arrays=arrays)
+
+
+def _non_finite_values(checkpoint):
+    if checkpoint.legacy_arrays is not None:
+        values = checkpoint.legacy_arrays.items()
+    else:
+        reader = _reader(checkpoint.path)
+        keys = sorted(k for k, dtype in reader.get_variable_to_dtype_map().items() if dtype.is_floating)
+        values = ((key.removesuffix(_VALUE_SUFFIX), reader.get_tensor(key)) for key in keys)
+    return [name for name, value in values if value.dtype.kind == "f" and not np.all(np.isfinite(value))]
 
 
 def check_finite(checkpoint):
-    """Raises a UserInputError naming the checkpoint if any of its arrays is not finite."""
-    bad = non_finite_arrays(checkpoint.arrays)
+    """Reads every value of a checkpoint; a UserInputError names it if one is not finite or cannot be read."""
+    try:
+        bad = _non_finite_values(checkpoint)
+    except _CORRUPT_ERRORS as error:
+        raise _corrupt(checkpoint.path, error) from None
     if bad:
         raise UserInputError(
             f"Checkpoint {checkpoint.path} holds non-finite values "
@@ -186,15 +420,29 @@ def newest_usable_checkpoint(paths):
     return None, unusable
 
 
-def set_aside(path, suffix=".corrupt"):
-    """Renames a checkpoint to `<name><suffix>` (never deleted; no longer listed); a name taken
-    by an earlier one gets a number."""
-    path = atomic_files.as_path(path)
+def _aside_target(path, suffix):
+    taken = atomic_files.exists if _is_legacy(path) else (lambda target: atomic_files.exists(f"{target}.index"))
     target, number = path.with_name(path.name + suffix), 1
-    while atomic_files.exists(target):
+    while taken(target):
         target, number = path.with_name(f"{path.name}{suffix}.{number}"), number + 1
+    return target
+
+
+def set_aside(path, suffix=".corrupt"):
+    """Renames a checkpoint's files to the prefix `<name><suffix>` (a v1 one: `<name>.npz<suffix>`),
+    never deleted and no longer listed; a name taken by an earlier one gets a number. The state
+    file follows.
+
+    Returns:
+        The new prefix (a v1 checkpoint: the new file name).
+    """
+    path = atomic_files.as_path(path)
+    target = _aside_target(path, suffix)
     try:
-        tf.io.gfile.rename(str(path), str(target))
+        for old in checkpoint_files(path):  # the index first: from then on it no longer counts
+            tf.io.gfile.rename(str(old), str(target) + old.name[len(path.name) :])
+        if not _is_legacy(path):
+            _write_state(path.parent)
     except tf.errors.NotFoundError:  # another worker sharing the directory moved it first
         pass
     except tf.errors.OpError as error:
@@ -203,13 +451,42 @@ def set_aside(path, suffix=".corrupt"):
     return target
 
 
+def _read_into(checkpoint, objects, what):
+    """Restores `objects` ({checkpoint name: trackable}) from a TF checkpoint; every variable they
+    hold must get a value."""
+    try:
+        status = tf.train.Checkpoint(**objects).read(str(checkpoint.path))
+        status.expect_partial()  # the file holds more than `objects`
+        status.assert_existing_objects_matched()
+    except (AssertionError, *_CORRUPT_ERRORS) as error:
+        reason = atomic_files.error_reason(error)
+        raise UserInputError(
+            f"Checkpoint {checkpoint.path} does not fit the {what} ({type(error).__name__}: {reason}); expected a "
+            f"checkpoint of a run with the same architecture flags. Received: checkpoint={checkpoint.path}"
+        ) from None
+
+
 def restore_networks(model, checkpoint):
+    """Sets G, D and Gs of `model` to a checkpoint's."""
+    if checkpoint.legacy_arrays is None:
+        _read_into(checkpoint, model.networks, "networks")
+        return
     for name, network in model.networks.items():
-        network.set_weight_values(checkpoint.group(name))
+        try:
+            network.set_weights(checkpoint.group(name))
+        except ValueError as error:
+            raise UserInputError(
+                f"Checkpoint {checkpoint.path} does not fit the {name} ({error}); expected a checkpoint of a run "
+                f"with the same architecture flags. Received: checkpoint={checkpoint.path}"
+            ) from None
 
 
 def restore_optimizers(model, checkpoint):
-    for name, optimizer in (("g_optimizer", model.g_optimizer), ("d_optimizer", model.d_optimizer)):
+    """Sets the current phase's optimizers to a checkpoint's (one written in the same phase)."""
+    if checkpoint.legacy_arrays is None:
+        _read_into(checkpoint, _nested_optimizers(model), "optimizers of the phase")
+        return
+    for name, optimizer in _optimizers(model).items():
         values = checkpoint.group(name)
         if len(values) != len(optimizer.variables):
             raise UserInputError(

@@ -25,6 +25,7 @@ During a fade-in the trainer needs each real image at the previous resolution as
 computed in-graph in the train step (2x2 average pool, then nearest upsampling), not here.
 """
 
+import dataclasses
 import math
 from collections.abc import Iterator
 
@@ -109,6 +110,39 @@ def make_dataset(
     Raises:
       UserInputError: bad arguments, a missing level, or shards that do not match the manifest.
     """
+    _check_stream_arguments(global_batch_size, num_input_pipelines, input_pipeline_id, skip_batches, shuffle_buffer)
+    manifest = load_manifest(pyramid_dir)
+    level = find_level(manifest, pyramid_dir, resolution)
+    paths = level_paths(pyramid_dir, level)
+    windows = _Windows.plan(
+        level["num_records"], level["record_bytes"], shuffle_buffer, skip_batches * global_batch_size
+    )
+    batches = _shuffled_elements(paths, level, windows, seed, deterministic).batch(
+        global_batch_size, drop_remainder=True
+    )
+    per_pipeline = global_batch_size // num_input_pipelines
+    if num_input_pipelines > 1:
+        rows = slice(input_pipeline_id * per_pipeline, (input_pipeline_id + 1) * per_pipeline)
+        batches = batches.map(lambda records, flips: (records[rows], flips[rows]))
+    shape = [per_pipeline, resolution, resolution, manifest["channels"]]
+    images = batches.map(
+        _batch_to_images(shape, mirror_augment, as_uint8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    return images.prefetch(tf.data.AUTOTUNE).with_options(_stream_options(deterministic, num_input_pipelines))
+
+
+def _stream_options(deterministic, num_input_pipelines):
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    if num_input_pipelines > 1:
+        # Each pipeline already keeps only its own rows of every global batch.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
+def _check_stream_arguments(global_batch_size, num_input_pipelines, input_pipeline_id, skip_batches, shuffle_buffer):
     if global_batch_size < 1 or num_input_pipelines < 1 or global_batch_size % num_input_pipelines:
         raise UserInputError(
             f"global_batch_size must be a positive multiple of num_input_pipelines. Received: "
@@ -122,35 +156,48 @@ def make_dataset(
         raise UserInputError(f"skip_batches must be >= 0. Received: skip_batches={skip_batches}")
     if shuffle_buffer is not None and shuffle_buffer < 1:
         raise UserInputError(f"shuffle_buffer must be >= 1. Received: shuffle_buffer={shuffle_buffer}")
-    manifest = load_manifest(pyramid_dir)
-    level = find_level(manifest, pyramid_dir, resolution)
-    paths = level_paths(pyramid_dir, level)
-    channels = manifest["channels"]
-    num_records = level["num_records"]
-    window = shuffle_buffer or max(1, DEFAULT_SHUFFLE_BYTES // level["record_bytes"])
-    window = min(window, num_records)
-    windows_per_epoch = math.ceil(num_records / window)
-    first_epoch, offset_in_epoch = divmod(skip_batches * global_batch_size, num_records)
-    first_window = first_epoch * windows_per_epoch + offset_in_epoch // window
-    offset_in_first_window = offset_in_epoch % window
 
+
+@dataclasses.dataclass(frozen=True)
+class _Windows:
+    """How one level's stream is cut into shuffle windows, and where a resumed stream starts.
+
+    Attributes:
+      size: records per window (the last window of an epoch may be shorter).
+      per_epoch: windows per epoch.
+      first: the window holding the stream's first element.
+      offset_in_first: elements of the first window that the stream skips.
+    """
+
+    size: int
+    per_epoch: int
+    first: int
+    offset_in_first: int
+
+    @classmethod
+    def plan(cls, num_records, record_bytes, shuffle_buffer, first_element):
+        size = min(shuffle_buffer or max(1, DEFAULT_SHUFFLE_BYTES // record_bytes), num_records)
+        per_epoch = math.ceil(num_records / size)
+        first_epoch, offset_in_epoch = divmod(first_element, num_records)
+        return cls(size, per_epoch, first_epoch * per_epoch + offset_in_epoch // size, offset_in_epoch % size)
+
+
+def _window_reader(paths, level, windows, shard_order_key, deterministic):
+    """The function from a window id to a dataset of one element: (window id, [n] records of the window)."""
+    num_records = level["num_records"]
     shard_paths = tf.constant(paths)
     shard_counts = tf.constant([shard["num_records"] for shard in level["shards"]], tf.int64)
-    base_key = tf.constant([seed, 0], tf.int64)
-    shard_order_key = tf.random.experimental.stateless_fold_in(base_key, _SHARD_ORDER_STREAM)
-    window_order_key = tf.random.experimental.stateless_fold_in(base_key, _WINDOW_ORDER_STREAM)
-    mirror_key = tf.random.experimental.stateless_fold_in(base_key, _MIRROR_STREAM)
     reads_in_parallel = min(len(paths), 4)
 
     def read_window(window_id):
         """All records of one window (in the epoch's shard order), as one [n] string tensor."""
-        epoch, index = window_id // windows_per_epoch, window_id % windows_per_epoch
+        epoch, index = window_id // windows.per_epoch, window_id % windows.per_epoch
         order = _stateless_permutation(len(paths), tf.random.experimental.stateless_fold_in(shard_order_key, epoch))
         counts = tf.gather(shard_counts, order)
         shard_end = tf.cumsum(counts)
         shard_start = shard_end - counts
-        window_start = index * window
-        window_end = tf.minimum(window_start + window, num_records)
+        window_start = index * windows.size
+        window_end = tf.minimum(window_start + windows.size, num_records)
         first = tf.maximum(shard_start, window_start)
         take = tf.maximum(tf.minimum(shard_end, window_end) - first, 0)
         used = take > 0
@@ -167,7 +214,13 @@ def make_dataset(
             num_parallel_calls=reads_in_parallel,
             deterministic=deterministic,
         )
-        return records.batch(window).map(lambda batch: (window_id, batch))
+        return records.batch(windows.size).map(lambda batch: (window_id, batch))
+
+    return read_window
+
+
+def _window_shuffler(window_order_key, mirror_key):
+    """The function from (window id, records) to a dataset of (record, flip) in the window's shuffled order."""
 
     def shuffle_window(window_id, records):
         size = tf.shape(records, out_type=tf.int64)[0]
@@ -180,32 +233,36 @@ def make_dataset(
         )
         return tf.data.Dataset.from_tensor_slices((tf.gather(records, permutation), flips))
 
-    elements = (
-        tf.data.Dataset.range(first_window, np.iinfo(np.int64).max)
+    return shuffle_window
+
+
+def _shuffled_elements(paths, level, windows, seed, deterministic):
+    """The level's infinite stream of (raw record, flip), from the first element of the resumed stream on."""
+    base_key = tf.constant([seed, 0], tf.int64)
+    shard_order_key = tf.random.experimental.stateless_fold_in(base_key, _SHARD_ORDER_STREAM)
+    window_order_key = tf.random.experimental.stateless_fold_in(base_key, _WINDOW_ORDER_STREAM)
+    mirror_key = tf.random.experimental.stateless_fold_in(base_key, _MIRROR_STREAM)
+    read_window = _window_reader(paths, level, windows, shard_order_key, deterministic)
+    return (
+        tf.data.Dataset.range(windows.first, np.iinfo(np.int64).max)
         .flat_map(read_window)
         .prefetch(1)
-        .flat_map(shuffle_window)
-        .skip(offset_in_first_window)
+        .flat_map(_window_shuffler(window_order_key, mirror_key))
+        .skip(windows.offset_in_first)
     )
-    batches = elements.batch(global_batch_size, drop_remainder=True)
-    per_pipeline = global_batch_size // num_input_pipelines
-    if num_input_pipelines > 1:
-        rows = slice(input_pipeline_id * per_pipeline, (input_pipeline_id + 1) * per_pipeline)
-        batches = batches.map(lambda records, flips: (records[rows], flips[rows]))
+
+
+def _batch_to_images(shape, mirror_augment, as_uint8):
+    """The function from a batch of (raw record, flip) to images of `shape` [n, R, R, C]."""
 
     def to_images(records, flips):
-        pixels = _decode_batch(records, resolution, channels)
+        pixels = _decode_batch(records, shape[1], shape[3])
         if mirror_augment:
             pixels = _mirror(pixels, flips)
         images = pixels if as_uint8 else uint8_to_float(pixels)
-        return tf.ensure_shape(images, [per_pipeline, resolution, resolution, channels])
+        return tf.ensure_shape(images, shape)
 
-    images = batches.map(to_images, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    if num_input_pipelines > 1:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return images.prefetch(tf.data.AUTOTUNE).with_options(options)
+    return to_images
 
 
 def iterate_images(

@@ -61,7 +61,7 @@ def _iteration(model, strategy):
         return tf.concat([tf.stack([tf.cast(stats[name], tf.float32) for name in names]), flags], axis=0)
 
     def one_iteration(iterator, flags):
-        alpha = model.alpha_at(model.images_shown)
+        alpha = model.phase.alpha(model.images_shown)
         for network in model.networks.values():
             network.fade.alpha.assign(alpha)
         per_replica = strategy.run(replica_step, args=(next(iterator), flags))

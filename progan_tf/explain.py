@@ -25,13 +25,13 @@ Minibatch stddev makes D's output depend on the whole batch; images go through t
 batches of a multiple of its group size (the last one padded by repeating images), as in training.
 """
 
-import pathlib
+import io
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
-from progan_tf import generators
+from progan_tf import atomic_files, generators
 from progan_tf import images as images_lib
 from progan_tf.data import uint8_to_float
 from progan_tf.errors import UserInputError
@@ -266,26 +266,16 @@ def explain_run(
         num_images: images per side.
         methods: maps to draw, any of `METHODS` (duplicates are dropped).
         seed: seeds the latents of the fake side (`progan_tf.latents.seeded_latents`) and SmoothGrad.
+        Each path may be local or on any filesystem `tf.io.gfile` reaches (gs://, s3://, ram://).
 
     Returns:
-        The output folder (`pathlib.Path`).
+        The output folder (a `pathlib.Path`, or an `atomic_files.UrlPath` for a `scheme://` one).
     """
     methods = list(dict.fromkeys(methods))
     generator, model, config, saved = generators.load_run_generator(run_dir, checkpoint)
     critic = model.d_model
     resolution = int(critic.input_shape[1])
-    real_dir = real_dir or config.data_dir
-    if not real_dir or not pathlib.Path(real_dir).is_dir():
-        raise UserInputError(
-            f"real images for explain not found: the run's dataset pyramid (or --real_dir). "
-            f"Received: real_dir={real_dir}"
-        )
-    reals_uint8 = np.concatenate(list(sources.image_dir_batches(real_dir, resolution, limit=num_images)))[:num_images]
-    if reals_uint8.shape[-1] != critic.input_shape[-1]:
-        raise UserInputError(
-            f"the real images have {reals_uint8.shape[-1]} channels, the critic takes "
-            f"{critic.input_shape[-1]}. Received: real_dir={real_dir}"
-        )
+    reals_uint8 = _real_images(real_dir or config.data_dir, critic, num_images)
     latents = seeded_latents(seed, num_images, generator.latent_size)
     fakes = np.asarray(model.gs_model(latents, training=False))
     sides = {
@@ -295,21 +285,21 @@ def explain_run(
     batch_size = critic_batch_size(config.network.mbstd_group_size, num_images)
     explainer = CriticExplainer(critic, batch_size)
     kimg = saved.images_shown / 1000
-    output_dir = pathlib.Path(output_dir or pathlib.Path(run_dir) / f"explain-kimg{kimg:010.3f}")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = atomic_files.as_path(output_dir or atomic_files.path_in(run_dir, f"explain-kimg{kimg:010.3f}"))
+    tf.io.gfile.makedirs(str(output_dir))
     arrays = {}
     for side, (floats, uint8_images, sign) in sides.items():
         maps, scores = explain_images(critic, floats, sign, methods, batch_size, seed, explainer)
         path = images_lib.save_png(output_dir / f"explain-{side}.png", overlay_grid(uint8_images, maps))
-        arrays[f"{side}_images"] = uint8_images
-        arrays[f"{side}_scores"] = scores
-        for method, values in maps.items():
-            arrays[f"{side}_{method}"] = values
+        arrays.update({f"{side}_images": uint8_images, f"{side}_scores": scores})
+        arrays.update({f"{side}_{method}": values for method, values in maps.items()})
         print(
             f"explain: {len(floats)} {side} images, mean D(x) {scores.mean():+.4f}; "
             f"columns: image, {', '.join(methods)}; {path}"
         )
-    np.savez_compressed(output_dir / "explain.npz", methods=np.array(methods), **arrays)
+    encoded = io.BytesIO()
+    np.savez_compressed(encoded, methods=np.array(methods), **arrays)
+    atomic_files.write_atomically(output_dir / "explain.npz", encoded.getvalue())
     print(
         f"explain: critic of {saved.path} (kimg {kimg:.3f}, {resolution}x{resolution}); maps of D(real) "
         f"and -D(fake), scores and images in {output_dir / 'explain.npz'}"
@@ -317,3 +307,20 @@ def explain_run(
     for note in explainer.notes:
         print(f"explain: note: {note}")
     return output_dir
+
+
+def _real_images(real_dir, critic, num_images):
+    """The first `num_images` uint8 images of a pyramid or folder at the critic's resolution."""
+    if not real_dir or not sources.is_folder(real_dir):
+        raise UserInputError(
+            f"real images for explain not found: the run's dataset pyramid (or --real_dir). "
+            f"Received: real_dir={real_dir}"
+        )
+    resolution = int(critic.input_shape[1])
+    reals_uint8 = np.concatenate(list(sources.image_dir_batches(real_dir, resolution, limit=num_images)))[:num_images]
+    if reals_uint8.shape[-1] != critic.input_shape[-1]:
+        raise UserInputError(
+            f"the real images have {reals_uint8.shape[-1]} channels, the critic takes "
+            f"{critic.input_shape[-1]}. Received: real_dir={real_dir}"
+        )
+    return reals_uint8

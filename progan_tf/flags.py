@@ -26,11 +26,28 @@ def define_flags():
     """Defines main.py's flags on `absl.flags.FLAGS` (once; later calls do nothing)."""
     if "mode" in FLAGS:
         return
-    # What to do.
+    _define_mode_flags()
+    _define_data_flags()
+    _define_network_flags()
+    _define_schedule_flags()
+    _define_loss_and_optimizer_flags()
+    _define_step_flags()
+    _define_logging_flags()
+    _define_checkpoint_flags()
+    _define_model_output_flags()
+    _define_generate_flags()
+    _define_evaluate_flags()
+    _define_explain_flags()
+
+
+def _define_mode_flags():
+    """What main.py does, and --dry_run."""
     flags.DEFINE_enum("mode", "train", MODES, "What main.py does.")
     flags.DEFINE_bool("dry_run", False, "Print the resolved config and the schedule table, then exit.")
 
-    # Data and run directory.
+
+def _define_data_flags():
+    """The dataset, the run directory and how the real images are read."""
     flags.DEFINE_string("data_dir", None, "Dataset pyramid built by `python -m datasets.build`.")
     flags.DEFINE_string("run_dir", None, "Run directory (config, logs, samples, checkpoints, export).")
     flags.DEFINE_bool(
@@ -47,7 +64,9 @@ def define_flags():
         "Deterministic TF ops (slower; the input order is always deterministic).",
     )
 
-    # Networks.
+
+def _define_network_flags():
+    """The architecture (`NetworkConfig`)."""
     flags.DEFINE_integer("resolution", NetworkConfig.resolution, "Final resolution, a power of two in [4, 1024].")
     flags.DEFINE_integer("num_channels", NetworkConfig.num_channels, "Image channels (1 or 3).")
     flags.DEFINE_integer("latent_size", NetworkConfig.latent_size, "Latent dimension.")
@@ -68,7 +87,9 @@ def define_flags():
         "mbstd_group_size", NetworkConfig.mbstd_group_size, "Minibatch-stddev group size.", lower_bound=1
     )
 
-    # Schedule.
+
+def _define_schedule_flags():
+    """Phase lengths, minibatches and learning rates (`ScheduleConfig`)."""
     flags.DEFINE_float(
         "stabilize_kimg",
         ScheduleConfig.stabilize_kimg,
@@ -105,7 +126,9 @@ def define_flags():
         lower_bound=0.0,
     )
 
-    # Loss and optimisation.
+
+def _define_loss_and_optimizer_flags():
+    """The seed, the WGAN-GP loss (`LossConfig`), Adam and the EMA (`OptimizerConfig`)."""
     flags.DEFINE_integer("seed", TrainConfig.seed, "Seed of latents, data order and initial weights.")
     flags.DEFINE_float("gp_weight", LossConfig.gp_weight, "WGAN-GP weight.", lower_bound=0.0)
     flags.DEFINE_float("gp_target", LossConfig.gp_target, "WGAN-GP target gradient norm.", lower_bound=1e-6)
@@ -122,28 +145,17 @@ def define_flags():
         "Measure the penalty's gradient norm as the reference code does on nearest-upscaled "
         "full-resolution inputs (norm / (final_resolution / resolution)). False: native-resolution norm.",
     )
-    flags.DEFINE_bool("mixed_precision", TrainConfig.mixed_precision, "mixed_float16 with dynamic loss scaling (GPU).")
 
-    # Logging, snapshots, checkpoints.
-    flags.DEFINE_float("tick_kimg", TrainConfig.tick_kimg, "Log a tick line every this many kimg.", lower_bound=1e-3)
-    flags.DEFINE_float(
-        "sample_kimg",
-        TrainConfig.sample_kimg,
-        "Write sample grids every this many kimg (0: phase ends only).",
-        lower_bound=0.0,
-    )
-    flags.DEFINE_float(
-        "checkpoint_kimg",
-        TrainConfig.checkpoint_kimg,
-        "Checkpoint every this many kimg (0: phase ends only).",
-        lower_bound=0.0,
-    )
-    flags.DEFINE_integer("keep_checkpoints", TrainConfig.keep_checkpoints, "Checkpoints kept (0: all).", lower_bound=0)
-    flags.DEFINE_string("resume", TrainConfig.resume, "'latest' (in --run_dir), 'none', or a checkpoint path.")
-    flags.DEFINE_bool(
-        "overwrite",
-        TrainConfig.overwrite,
-        "With --resume=none on a run directory holding checkpoints: move it to <run_dir>.old-<time>, start over.",
+
+def _define_step_flags():
+    """How a training step runs: precision, compilation, iterations per call, skipped updates."""
+    flags.DEFINE_bool("mixed_precision", TrainConfig.mixed_precision, "mixed_float16 with dynamic loss scaling (GPU).")
+    flags.DEFINE_bool("jit_compile", TrainConfig.jit_compile, "XLA-compile the gradient computations (GPUs).")
+    flags.DEFINE_integer(
+        "steps_per_call",
+        TrainConfig.steps_per_call,
+        "Training iterations per compiled call (0: 16 at 4x4, 8 at 8x8, 4 at 16x16, 2 at 32x32, else 1).",
+        lower_bound=0,
     )
     flags.DEFINE_integer(
         "max_consecutive_skips",
@@ -151,52 +163,18 @@ def define_flags():
         "Stop (exit 3) after this many iterations in a row skip a non-finite update (0: never).",
         lower_bound=0,
     )
-    flags.DEFINE_integer(
-        "steps_per_call",
-        TrainConfig.steps_per_call,
-        "Training iterations per compiled call (0: 16 at 4x4, 8 at 8x8, 4 at 16x16, 2 at 32x32, else 1).",
-        lower_bound=0,
-    )
-    flags.DEFINE_bool("jit_compile", TrainConfig.jit_compile, "XLA-compile the gradient computations (GPUs).")
-    flags.DEFINE_integer("grid_size", TrainConfig.grid_size, "Images in sample grids.", lower_bound=1)
-    flags.DEFINE_bool("export_at_end", TrainConfig.export_at_end, "Export the EMA generator when training ends.")
 
-    # Export / generate / evaluate / explain.
-    flags.DEFINE_string(
-        "checkpoint", None, "Checkpoint (.npz) to export / generate / explain from (default: latest in --run_dir)."
-    )
-    flags.DEFINE_string("savedmodel", None, "Exported SavedModel to generate or evaluate from.")
-    flags.DEFINE_string(
-        "output_dir", None, "Where export / generate / evaluate / explain write (default: inside --run_dir)."
-    )
-    flags.DEFINE_integer("num_images", 16, "Images to generate (generate) or per side (evaluate).", lower_bound=1)
-    flags.DEFINE_integer(
-        "generate_seed", 0, "Seed of generated latents (the same images in generate, evaluate, explain)."
-    )
-    flags.DEFINE_integer(
-        "interpolation_steps",
-        0,
-        "Also write an interpolation strip of this many frames and a walk (GIF, MP4) of this many frames per keyframe.",
-        lower_bound=0,
-    )
-    flags.DEFINE_list("metrics", ["swd", "msssim"], "Metrics to evaluate: swd, msssim, fid.")
-    flags.DEFINE_string("real_dir", None, "Real images for evaluate: a pyramid or a folder (default: --data_dir).")
-    flags.DEFINE_string("fake_dir", None, "Fake images for evaluate: a folder, instead of a generator.")
-    flags.DEFINE_string("inception_weights", None, "Local Inception-v3 weights file for FID (no downloads).")
-    flags.DEFINE_integer("walk_keyframes", 4, "generate: latents the looping GIF walk passes through.", lower_bound=2)
-    flags.DEFINE_integer("gif_frame_ms", 80, "generate: milliseconds per GIF frame.", lower_bound=10, upper_bound=10000)
+
+def _define_logging_flags():
+    """Log ticks, sample grids and the periodic small-sample SWD."""
+    flags.DEFINE_float("tick_kimg", TrainConfig.tick_kimg, "Log a tick line every this many kimg.", lower_bound=1e-3)
     flags.DEFINE_float(
-        "video_fps", 30.0, "generate: frames per second of walk.mp4.", lower_bound=0.1, upper_bound=240.0
+        "sample_kimg",
+        TrainConfig.sample_kimg,
+        "Write sample grids every this many kimg (0: phase ends only).",
+        lower_bound=0.0,
     )
-    flags.DEFINE_integer(
-        "video_size",
-        512,
-        f"generate: walk.mp4 frame side in pixels (a multiple of {VIDEO_BLOCK}).",
-        lower_bound=VIDEO_BLOCK,
-    )
-    flags.DEFINE_list(
-        "explain_methods", list(DEFAULT_EXPLAIN_METHODS), f"explain: maps to draw: {', '.join(EXPLAIN_METHODS)}."
-    )
+    flags.DEFINE_integer("grid_size", TrainConfig.grid_size, "Images in sample grids.", lower_bound=1)
     flags.DEFINE_float(
         "eval_kimg",
         TrainConfig.eval_kimg,
@@ -209,10 +187,65 @@ def define_flags():
         "Images per side of the periodic SWD (--eval_kimg).",
         lower_bound=2,
     )
-    flags.register_validator(
-        "explain_methods",
-        lambda names: bool(names) and all(name in EXPLAIN_METHODS for name in names),
-        message=f"--explain_methods must be a non-empty list of {', '.join(EXPLAIN_METHODS)}.",
+
+
+def _define_checkpoint_flags():
+    """Checkpoints, resuming, starting over and the export at the end."""
+    flags.DEFINE_float(
+        "checkpoint_kimg",
+        TrainConfig.checkpoint_kimg,
+        "Checkpoint every this many kimg (0: phase ends only).",
+        lower_bound=0.0,
+    )
+    flags.DEFINE_integer("keep_checkpoints", TrainConfig.keep_checkpoints, "Checkpoints kept (0: all).", lower_bound=0)
+    flags.DEFINE_string(
+        "resume",
+        TrainConfig.resume,
+        "'latest' (in --run_dir), 'none', or a checkpoint prefix (<run_dir>/checkpoints/ckpt-N).",
+    )
+    flags.DEFINE_bool(
+        "overwrite",
+        TrainConfig.overwrite,
+        "With --resume=none on a run directory holding checkpoints: move it to <run_dir>.old-<time>, start over.",
+    )
+    flags.DEFINE_bool("export_at_end", TrainConfig.export_at_end, "Export the EMA generator when training ends.")
+
+
+def _define_model_output_flags():
+    """What export / generate / evaluate / explain read and write."""
+    flags.DEFINE_string(
+        "checkpoint",
+        None,
+        "Checkpoint prefix (<run_dir>/checkpoints/ckpt-N) to export / generate / explain from (default: latest).",
+    )
+    flags.DEFINE_string("savedmodel", None, "Exported SavedModel to generate or evaluate from.")
+    flags.DEFINE_string(
+        "output_dir", None, "Where export / generate / evaluate / explain write (default: inside --run_dir)."
+    )
+    flags.DEFINE_integer("num_images", 16, "Images to generate (generate) or per side (evaluate).", lower_bound=1)
+    flags.DEFINE_integer(
+        "generate_seed", 0, "Seed of generated latents (the same images in generate, evaluate, explain)."
+    )
+
+
+def _define_generate_flags():
+    """`--mode=generate`'s interpolation strip and walk (GIF, MP4)."""
+    flags.DEFINE_integer(
+        "interpolation_steps",
+        0,
+        "Also write an interpolation strip of this many frames and a walk (GIF, MP4) of this many frames per keyframe.",
+        lower_bound=0,
+    )
+    flags.DEFINE_integer("walk_keyframes", 4, "generate: latents the looping GIF walk passes through.", lower_bound=2)
+    flags.DEFINE_integer("gif_frame_ms", 80, "generate: milliseconds per GIF frame.", lower_bound=10, upper_bound=10000)
+    flags.DEFINE_float(
+        "video_fps", 30.0, "generate: frames per second of walk.mp4.", lower_bound=0.1, upper_bound=240.0
+    )
+    flags.DEFINE_integer(
+        "video_size",
+        512,
+        f"generate: walk.mp4 frame side in pixels (a multiple of {VIDEO_BLOCK}).",
+        lower_bound=VIDEO_BLOCK,
     )
     flags.register_validator(
         "video_size",
@@ -223,4 +256,24 @@ def define_flags():
         "interpolation_steps",
         lambda steps: steps != 1,
         message="--interpolation_steps must be 0 (off) or >= 2 (an interpolation has two ends).",
+    )
+
+
+def _define_evaluate_flags():
+    """`--mode=evaluate`'s metrics and image sets."""
+    flags.DEFINE_list("metrics", ["swd", "msssim"], "Metrics to evaluate: swd, msssim, fid.")
+    flags.DEFINE_string("real_dir", None, "Real images for evaluate: a pyramid or a folder (default: --data_dir).")
+    flags.DEFINE_string("fake_dir", None, "Fake images for evaluate: a folder, instead of a generator.")
+    flags.DEFINE_string("inception_weights", None, "Local Inception-v3 weights file for FID (no downloads).")
+
+
+def _define_explain_flags():
+    """`--mode=explain`'s maps."""
+    flags.DEFINE_list(
+        "explain_methods", list(DEFAULT_EXPLAIN_METHODS), f"explain: maps to draw: {', '.join(EXPLAIN_METHODS)}."
+    )
+    flags.register_validator(
+        "explain_methods",
+        lambda names: bool(names) and all(name in EXPLAIN_METHODS for name in names),
+        message=f"--explain_methods must be a non-empty list of {', '.join(EXPLAIN_METHODS)}.",
     )

@@ -24,8 +24,10 @@ import io
 import os
 import pathlib
 import shutil
+import tempfile
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from progan_tf import atomic_files
@@ -117,7 +119,7 @@ def save_gif(path, frames, frame_ms=80, min_size=images_lib.DISPLAY_MIN_SIZE):
 
     PIL's GIF writer, with every frame kept (no merging of identical frames) and its own palette.
     """
-    path = pathlib.Path(path)
+    path = atomic_files.as_path(path)
     pictures = []
     for frame in frames:
         frame = display(frame, min_size)
@@ -177,23 +179,38 @@ def video_frame(frame, size):
 def save_mp4(path, frames, fps=30, size=512):
     """Writes uint8 frames (N, R, R, 1|3) as an H.264 MP4 (yuv420p) of size x size pixels at `fps`.
 
-    Written to a temporary name and renamed when complete. Raises OSError or RuntimeError when
-    ffmpeg cannot be run (see `video_writer_problem`).
+    Written to a temporary name and renamed when complete; `path` may be on any filesystem
+    `tf.io.gfile` reaches. Raises OSError or RuntimeError when ffmpeg cannot be run (see
+    `video_writer_problem`).
     """
-    # Optional dependency: save_walk falls back to the GIF where it is missing.
-    import imageio.v2 as imageio
-
     if size < VIDEO_BLOCK or size % VIDEO_BLOCK:
         raise UserInputError(
             f"the video size must be a positive multiple of {VIDEO_BLOCK} pixels. Received: size={size}"
         )
     if fps <= 0:
         raise UserInputError(f"the video frame rate must be positive. Received: fps={fps}")
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.stem + ".tmp" + path.suffix)  # ffmpeg picks the format by suffix
+    path = atomic_files.as_path(path)
+    if atomic_files.is_local(path):
+        temporary = path.with_name(path.stem + ".tmp" + path.suffix)  # ffmpeg picks the format by suffix
+        _encode_mp4(temporary, frames, fps, size)
+        temporary.replace(path)
+    else:  # ffmpeg writes local files only: encode in a local folder, then copy the file over
+        with tempfile.TemporaryDirectory() as folder:
+            encoded = pathlib.Path(folder) / path.name
+            _encode_mp4(encoded, frames, fps, size)
+            atomic_files.write_atomically(path, encoded.read_bytes())
+    return path
+
+
+def _encode_mp4(path, frames, fps, size):
+    """Runs ffmpeg (through imageio) to write the frames to the local file `path`; removes what it
+    wrote if it fails."""
+    # Optional dependency: save_walk falls back to the GIF where it is missing.
+    import imageio.v2 as imageio
+
     try:
         with imageio.get_writer(
-            temporary,
+            path,
             format="FFMPEG",
             mode="I",
             fps=fps,
@@ -204,13 +221,11 @@ def save_mp4(path, frames, fps=30, size=512):
         ) as writer:
             for frame in frames:
                 writer.append_data(video_frame(frame, size))
-        if not temporary.is_file() or temporary.stat().st_size == 0:
+        if not path.is_file() or path.stat().st_size == 0:
             raise RuntimeError("ffmpeg exited without writing the video")
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
-    temporary.replace(path)  # local only: ffmpeg writes to a local file
-    return path
 
 
 def save_walk(output_dir, frames, frame_ms=80, video_fps=30, video_size=512):
@@ -219,7 +234,7 @@ def save_walk(output_dir, frames, frame_ms=80, video_fps=30, video_size=512):
     Returns:
         dict with "walk" (the GIF) and, when written, "video" (the MP4).
     """
-    output_dir = pathlib.Path(output_dir)
+    output_dir = atomic_files.as_path(output_dir)
     written = {"walk": save_gif(output_dir / "walk.gif", frames, frame_ms=frame_ms)}
     problem = video_writer_problem()
     if problem is None:
@@ -246,7 +261,7 @@ def generate_outputs(
 ):
     """Writes the images, a grid, and (if `interpolation_steps`) an interpolation strip and a walk.
 
-    Files in `output_dir` (created):
+    Files in `output_dir` (created; local or on any filesystem `tf.io.gfile` reaches):
         image-0000.png ...    `num_images` images at the generator's resolution, latents
                               `seeded_latents(seed, num_images)`.
         grid.png              those images tiled (enlarged to >= 128 px per tile).
@@ -258,8 +273,8 @@ def generate_outputs(
     Returns:
         dict name -> path ("images": list of the image paths; "video" only when the MP4 was written).
     """
-    output_dir = pathlib.Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = atomic_files.as_path(output_dir)
+    tf.io.gfile.makedirs(str(output_dir))
     latents = seeded_latents(seed, max(num_images, 2), generator.latent_size).numpy()
     pictures = generator(latents[:num_images], progress="images")
     written = {"images": [images_lib.save_png(output_dir / f"image-{i:04d}.png", p) for i, p in enumerate(pictures)]}

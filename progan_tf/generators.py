@@ -14,15 +14,14 @@ Example:
 """
 
 import dataclasses
-import pathlib
 import sys
 
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from progan_tf import atomic_files, runs
 from progan_tf import images as images_lib
-from progan_tf import runs
 from progan_tf.errors import UserInputError
 
 
@@ -69,8 +68,8 @@ def generator_from_keras(model, description="keras model", kimg=None):
 
 def load_savedmodel(path):
     """A `Generator` from a SavedModel written by `progan_tf.export` (only TensorFlow needed)."""
-    path = pathlib.Path(path).expanduser()
-    if not (path / "saved_model.pb").is_file():
+    path = atomic_files.as_user_path(path)
+    if not atomic_files.exists(path / "saved_model.pb"):
         raise UserInputError(
             f"not a SavedModel directory (no saved_model.pb); expected the folder written by --mode=export or "
             f"<run_dir>/export. Received: savedmodel={str(path)!r}"

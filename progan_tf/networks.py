@@ -1,10 +1,10 @@
 """ProGAN's growing generator and discriminator.
 
-Each network owns one block of layers per resolution (4x4 up to the final resolution) plus the
-`to_rgb` / `from_rgb` 1x1 convolutions of every resolution. `model(resolution, fade_in)` returns a
-functional `keras.Model` for one training stage; every model of a network is assembled from the
-same layer objects, so weights carry over from stage to stage and a checkpoint of the network
-covers all of them.
+Each network is a Keras layer owning one block of layers per resolution (4x4 up to the final
+resolution, keyed `"4x4"`, `"8x8"`, ...) plus the `to_rgb` / `from_rgb` 1x1 convolutions of every
+resolution. `model(resolution, fade_in)` returns a functional `keras.Model` for one training
+stage; every model of a network is assembled from the same layer objects, so weights carry over
+from stage to stage and a checkpoint of the network covers all of them.
 
 Block structure, widths and gains follow the paper and its reference code; see BUILD.md.
 """
@@ -123,15 +123,43 @@ class NetworkConfig:
         return self.fused_resample == "always"
 
 
-class _GrowingNetwork:
-    """Owns the per-resolution layers of one network and caches its per-stage models."""
+def stage_key(resolution):
+    """The key of a resolution in the networks' per-resolution containers (`8` -> `"8x8"`)."""
+    return f"{resolution}x{resolution}"
 
-    name = "network"
 
-    def __init__(self, config):
+class _GrowingNetwork(keras.layers.Layer):
+    """A Keras layer owning the per-resolution layers of one network; caches its per-stage models.
+
+    Keras tracks the layers of the string-keyed containers (`blocks`, `to_rgb`, `from_rgb`), so
+    `weights` lists every resolution's variables in creation order (per resolution from 4x4 up,
+    then the fade's alpha) and `get_weights` / `set_weights` cover the whole growing network.
+    `tf.train.Checkpoint` sees each layer under its name (`g_8x8_conv1`, ...). The per-stage
+    models are views of the same layers and stay out of both.
+
+    Args:
+        config: A `NetworkConfig`.
+        **kwargs: Base `keras.layers.Layer` arguments (`name`).
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
         self.config = config
+        self._create_layers()
         self.fade = WeightedSum(name=f"{self.name}_fade")
-        self._models = {}
+        # Assigned past Keras' and TensorFlow's attribute tracking: the cache is not state.
+        object.__setattr__(self, "_stage_models", {})
+
+    def _create_layers(self):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(NetworkConfig(**config.pop("config")), **config)
 
     def _check_stage(self, resolution, fade_in):
         log2 = resolution_log2(resolution)
@@ -156,9 +184,9 @@ class _GrowingNetwork:
         """
         self._check_stage(resolution, fade_in)
         key = (resolution, bool(fade_in))
-        if key not in self._models:
-            self._models[key] = self._build_model(resolution, bool(fade_in))
-        return self._models[key]
+        if key not in self._stage_models:
+            self._stage_models[key] = self._build_model(resolution, bool(fade_in))
+        return self._stage_models[key]
 
     def build_all(self):
         """Builds every stage's layers so that `weights` covers the whole growing network."""
@@ -174,44 +202,20 @@ class _GrowingNetwork:
         """{name: layer} over every layer of every resolution (e.g. `"g_8x8_conv1"`)."""
         return {layer.name: layer for layer in self._all_layers()}
 
-    @property
-    def weights(self):
-        """All variables of all resolutions (deduplicated, deterministic order)."""
-        seen, weights = set(), []
-        for layer in self._all_layers():
-            for weight in layer.weights:
-                if id(weight) not in seen:
-                    seen.add(id(weight))
-                    weights.append(weight)
-        return weights
-
-    @property
-    def trainable_weights(self):
-        return [w for w in self.weights if w.trainable]
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # Keras' tracked dicts and lists are no TensorFlow trackables: a checkpoint reaches the
+        # layers by name instead.
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint":
+            children.update(self.layers_by_name())
+        return children
 
     def count_params(self):
+        """Trainable parameters (the fade's alpha is not one)."""
         return sum(int(math.prod(w.shape)) for w in self.trainable_weights)
 
     def set_alpha(self, alpha):
         self.fade.set_alpha(alpha)
-
-    def get_weight_values(self):
-        return [keras.ops.convert_to_numpy(w) for w in self.weights]
-
-    def set_weight_values(self, values):
-        weights = self.weights
-        if len(values) != len(weights):
-            raise UserInputError(
-                f"{self.name}: checkpoint holds {len(values)} arrays but the network has {len(weights)} "
-                f"variables (different architecture flags?). Received: num_arrays={len(values)}"
-            )
-        for weight, value in zip(weights, values):
-            if tuple(weight.shape) != tuple(value.shape):
-                raise UserInputError(
-                    f"{self.name}: variable {weight.path} has shape {tuple(weight.shape)} but the checkpoint "
-                    f"holds {tuple(value.shape)}. Received: shape={tuple(value.shape)}"
-                )
-            weight.assign(value)
 
 
 def _leaky_relu(name):
@@ -223,6 +227,8 @@ class GrowingGenerator(_GrowingNetwork):
 
     Args:
         config: A `NetworkConfig`.
+        name: The layer's name (`"generator"`; the fade layer is `<name>_fade`).
+        **kwargs: Base `keras.layers.Layer` arguments.
 
     Example:
     >>> generator = GrowingGenerator(NetworkConfig(resolution=32, fmap_base=64, latent_size=16))
@@ -230,11 +236,11 @@ class GrowingGenerator(_GrowingNetwork):
     (2, 8, 8, 3)
     """
 
-    name = "generator"
+    def __init__(self, config, name="generator", **kwargs):
+        super().__init__(config, name=name, **kwargs)
 
-    def __init__(self, config):
-        super().__init__(config)
-        cfg = config
+    def _create_layers(self):
+        cfg = self.config
         self.normalize_latents = PixelNormalization(name="latent_normalization")
         self.blocks = {}
         self.to_rgb = {}
@@ -261,13 +267,14 @@ class GrowingGenerator(_GrowingNetwork):
                 _leaky_relu(f"{prefix}_lrelu1"),
                 PixelNormalization(name=f"{prefix}_pixelnorm1"),
             ]
-            self.blocks[res] = layers
-            self.to_rgb[res] = EqualizedConv2D(cfg.num_channels, 1, gain=1.0, name=f"g_to_rgb_{res}x{res}")
+            # Filled in this order, Keras tracks (and `weights` lists) each block before its to_rgb.
+            self.blocks[stage_key(res)] = layers
+            self.to_rgb[stage_key(res)] = EqualizedConv2D(cfg.num_channels, 1, gain=1.0, name=f"g_to_rgb_{res}x{res}")
 
     def _all_layers(self):
         for res in self.config.resolutions:
-            yield from self.blocks[res]
-            yield self.to_rgb[res]
+            yield from self.blocks[stage_key(res)]
+            yield self.to_rgb[stage_key(res)]
         yield self.fade
 
     def _build_model(self, resolution, fade_in):
@@ -276,16 +283,16 @@ class GrowingGenerator(_GrowingNetwork):
         last_block = resolution // 2 if fade_in else resolution
         res = MIN_RESOLUTION
         while res <= last_block:
-            features = _apply(self.blocks[res], features)
+            features = _apply(self.blocks[stage_key(res)], features)
             res *= 2
         if fade_in:
             old = keras.layers.UpSampling2D(2, interpolation="nearest", name="fade_upsample")(
-                self.to_rgb[resolution // 2](features)
+                self.to_rgb[stage_key(resolution // 2)](features)
             )
-            new = self.to_rgb[resolution](_apply(self.blocks[resolution], features))
+            new = self.to_rgb[stage_key(resolution)](_apply(self.blocks[stage_key(resolution)], features))
             images = self.fade([old, new])
         else:
-            images = self.to_rgb[resolution](features)
+            images = self.to_rgb[stage_key(resolution)](features)
         suffix = "_fade_in" if fade_in else ""
         return keras.Model(latents, images, name=f"generator_{resolution}x{resolution}{suffix}")
 
@@ -295,6 +302,8 @@ class GrowingDiscriminator(_GrowingNetwork):
 
     Args:
         config: A `NetworkConfig`.
+        name: The layer's name (`"discriminator"`; the fade layer is `<name>_fade`).
+        **kwargs: Base `keras.layers.Layer` arguments.
 
     Example:
     >>> discriminator = GrowingDiscriminator(NetworkConfig(resolution=32, fmap_base=64))
@@ -302,17 +311,17 @@ class GrowingDiscriminator(_GrowingNetwork):
     (4, 1)
     """
 
-    name = "discriminator"
+    def __init__(self, config, name="discriminator", **kwargs):
+        super().__init__(config, name=name, **kwargs)
 
-    def __init__(self, config):
-        super().__init__(config)
-        cfg = config
+    def _create_layers(self):
+        cfg = self.config
         self.blocks = {}
         self.from_rgb = {}
         for log2 in range(2, cfg.resolution_log2 + 1):
             res = 2**log2
             prefix = f"d_{res}x{res}"
-            self.from_rgb[res] = [
+            self.from_rgb[stage_key(res)] = [
                 EqualizedConv2D(cfg.num_features(log2 - 1), 1, name=f"d_from_rgb_{res}x{res}"),
                 _leaky_relu(f"d_from_rgb_{res}x{res}_lrelu"),
             ]
@@ -340,24 +349,25 @@ class GrowingDiscriminator(_GrowingNetwork):
                     layers.append(EqualizedConv2D(cfg.num_features(log2 - 2), 3, name=f"{prefix}_conv1"))
                     layers.append(_leaky_relu(f"{prefix}_lrelu1"))
                     layers.append(keras.layers.AveragePooling2D(2, name=f"{prefix}_downsample"))
-            self.blocks[res] = layers
+            self.blocks[stage_key(res)] = layers
 
     def _all_layers(self):
         for res in self.config.resolutions:
-            yield from self.from_rgb[res]
-            yield from self.blocks[res]
+            yield from self.from_rgb[stage_key(res)]
+            yield from self.blocks[stage_key(res)]
         yield self.fade
 
     def _build_model(self, resolution, fade_in):
         images = keras.Input((resolution, resolution, self.config.num_channels), name="images")
-        features = _apply(self.blocks[resolution], _apply(self.from_rgb[resolution], images))
+        key = stage_key(resolution)
+        features = _apply(self.blocks[key], _apply(self.from_rgb[key], images))
         if fade_in:
             downsampled = keras.layers.AveragePooling2D(2, name="fade_downsample")(images)
-            old = _apply(self.from_rgb[resolution // 2], downsampled)
+            old = _apply(self.from_rgb[stage_key(resolution // 2)], downsampled)
             features = self.fade([old, features])
         res = resolution // 2
         while res >= MIN_RESOLUTION:
-            features = _apply(self.blocks[res], features)
+            features = _apply(self.blocks[stage_key(res)], features)
             res //= 2
         suffix = "_fade_in" if fade_in else ""
         return keras.Model(images, features, name=f"discriminator_{resolution}x{resolution}{suffix}")

@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from progan_tf import distributed_step, losses
+from progan_tf.config import LossConfig, OptimizerConfig
 from progan_tf.data import uint8_to_float
 from progan_tf.distributed_step import SKIP_REASONS  # noqa: F401 (the trainer imports it from here)
 from progan_tf.errors import UserInputError
@@ -26,8 +27,15 @@ def fade_in_reals(images, alpha):
     return coarse + (images - coarse) * ops.cast(alpha, images.dtype)
 
 
-def make_adam(learning_rate, beta_1, beta_2, epsilon, mixed_precision):
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
+def make_adam(learning_rate, optimizer_config, mixed_precision):
+    """Adam with `optimizer_config`'s betas and epsilon (an `OptimizerConfig`), loss-scaled with
+    `mixed_precision`."""
+    optimizer = keras.optimizers.Adam(
+        learning_rate=learning_rate,
+        beta_1=optimizer_config.beta_1,
+        beta_2=optimizer_config.beta_2,
+        epsilon=optimizer_config.epsilon,
+    )
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
 
@@ -39,14 +47,9 @@ class ProGAN(keras.Model):
 
     Args:
         network_config: A `NetworkConfig` shared by G, D and Gs.
+        loss: A `LossConfig` (penalty and drift weights, the penalty's norm).
+        optimizer: An `OptimizerConfig` (Adam of both networks, the generator average's decay).
         seed: Base seed of the per-iteration latents and interpolation weights.
-        gp_weight: WGAN-GP penalty weight (10).
-        gp_target: WGAN-GP target norm (1).
-        drift_weight: Weight of `D(real)**2` (0.001).
-        ema_beta: Gs update `Gs = G + beta * (Gs - G)` after every critic step (0.999).
-        adam_beta_1, adam_beta_2, adam_epsilon: Adam hyper-parameters for both networks.
-        gp_reference_scaling: Divide the gradient norm by `final_resolution / resolution`, the
-            norm the reference code measures on nearest-upscaled full-resolution inputs.
         mixed_precision: Loss-scaled float16 training (set the `mixed_float16` policy first).
         jit_compile: Compile the gradient computations with XLA (faster on GPUs; slower on CPU).
         **kwargs: Base `keras.Model` arguments.
@@ -55,38 +58,29 @@ class ProGAN(keras.Model):
     def __init__(
         self,
         network_config,
+        loss=LossConfig(),
+        optimizer=OptimizerConfig(),
         seed=0,
-        gp_weight=10.0,
-        gp_target=1.0,
-        drift_weight=0.001,
-        ema_beta=0.999,
-        adam_beta_1=0.0,
-        adam_beta_2=0.99,
-        adam_epsilon=1e-8,
-        gp_reference_scaling=True,
         mixed_precision=False,
         jit_compile=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.network_config = network_config
+        # Not `loss` / `optimizer`: keras.Model's compile() owns those attribute names.
+        self.loss_config = loss
+        self.optimizer_config = optimizer
         self.seed = int(seed)
-        self.gp_weight = float(gp_weight)
-        self.gp_target = float(gp_target)
-        self.drift_weight = float(drift_weight)
-        self.ema_beta = float(ema_beta)
-        self.adam = dict(beta_1=adam_beta_1, beta_2=adam_beta_2, epsilon=adam_epsilon)
-        self.gp_reference_scaling = bool(gp_reference_scaling)
         self.mixed_precision = bool(mixed_precision)
         self.jit_compile = bool(jit_compile)
         self._xla_functions = {}
         self.generator = GrowingGenerator(network_config).build_all()
         self.discriminator = GrowingDiscriminator(network_config).build_all()
         self.ema_generator = GrowingGenerator(network_config).build_all()
-        self.ema_generator.set_weight_values(self.generator.get_weight_values())
+        self.ema_generator.set_weights(self.generator.get_weights())
         self.images_shown = tf.Variable(0, dtype=tf.int64, trainable=False, name="images_shown")
         self.phase = None
-        # Our loop drives train_step itself; the wrapper owns no Keras-tracked weights to build.
+        # Our loop drives train_step itself; the networks it holds are built already.
         self.built = True
 
     @property
@@ -115,8 +109,8 @@ class ProGAN(keras.Model):
         self.g_model = self.generator.model(phase.resolution, phase.fade_in)
         self.d_model = self.discriminator.model(phase.resolution, phase.fade_in)
         self.gs_model = self.ema_generator.model(phase.resolution, phase.fade_in)
-        self.g_optimizer = make_adam(phase.learning_rate, mixed_precision=self.mixed_precision, **self.adam)
-        self.d_optimizer = make_adam(phase.learning_rate, mixed_precision=self.mixed_precision, **self.adam)
+        self.g_optimizer = make_adam(phase.learning_rate, self.optimizer_config, self.mixed_precision)
+        self.d_optimizer = make_adam(phase.learning_rate, self.optimizer_config, self.mixed_precision)
         self.g_optimizer.build(self.g_model.trainable_weights)
         self.d_optimizer.build(self.d_model.trainable_weights)
         self.set_alpha(phase.alpha(int(self.images_shown.numpy())))
@@ -124,14 +118,6 @@ class ProGAN(keras.Model):
     def set_alpha(self, alpha):
         for network in self.networks.values():
             network.set_alpha(alpha)
-
-    def alpha_at(self, images_shown):
-        """`phase.alpha` as a graph op, so a compiled step follows the fade without retracing."""
-        phase = self.phase
-        if not phase.fade_in:
-            return tf.constant(1.0)
-        progress = tf.cast(images_shown - phase.start_images, tf.float32) / float(phase.fade_images)
-        return tf.clip_by_value(progress, 0.0, 1.0)
 
     def _noise(self, purpose, shape, per_replica, stateless_fn):
         # Draw the GLOBAL batch from a seed that depends only on (seed, purpose, images shown) and
@@ -187,28 +173,21 @@ class ProGAN(keras.Model):
     def _discriminator_gradients(self, reals, latents, mix, global_batch):
         d_vars = self.d_model.trainable_weights
         loss_scale = self._loss_scale(self.d_optimizer)
-        gp_norm_divisor = self.network_config.resolution / self.phase.resolution if self.gp_reference_scaling else 1.0
         with tf.GradientTape() as tape:
             fakes = tf.cast(self.g_model(latents, training=True), tf.float32)
             real_scores = self.d_model(reals, training=True)
             fake_scores = self.d_model(fakes, training=True)
-            mixed = reals + mix * (fakes - reals)
-            with tf.GradientTape() as gp_tape:
-                gp_tape.watch(mixed)
-                mixed_scores = tf.cast(self.d_model(mixed, training=True), tf.float32)
-                scaled_mixed_sum = tf.reduce_sum(mixed_scores) * loss_scale
-            mixed_grads = tf.cast(gp_tape.gradient(scaled_mixed_sum, mixed), tf.float32) / loss_scale
-            norms = tf.sqrt(tf.reduce_sum(tf.square(mixed_grads), axis=[1, 2, 3])) / gp_norm_divisor
-            per_sample = losses.discriminator_loss(
-                real_scores, fake_scores, norms, self.gp_weight, self.gp_target, self.drift_weight
+            norms = losses.gradient_norms_at_mix(
+                self.d_model, reals, fakes, mix, self.loss_config, self.network_config.resolution, loss_scale
             )
+            per_sample = losses.discriminator_loss(real_scores, fake_scores, norms, self.loss_config)
             loss = tf.reduce_sum(per_sample) / global_batch
             scaled_loss = loss * loss_scale
         grads = tape.gradient(scaled_loss, d_vars)
         per_replica = float(reals.shape[0])
         stats = {
             "d_loss": tf.reduce_mean(per_sample),
-            "gradient_penalty": tf.reduce_mean(tf.square(norms - self.gp_target)),
+            "gradient_penalty": tf.reduce_mean(tf.square(norms - self.loss_config.gp_target)),
             "real_score": tf.reduce_sum(tf.cast(real_scores, tf.float32)) / per_replica,
             "fake_score": tf.reduce_sum(tf.cast(fake_scores, tf.float32)) / per_replica,
         }
@@ -246,7 +225,7 @@ class ProGAN(keras.Model):
         return compiled
 
     def _update_ema(self):
-        beta = self.ema_beta
+        beta = self.optimizer_config.ema_beta
         for average, weight in zip(self.gs_model.trainable_weights, self.g_model.trainable_weights):
             average.assign(weight + beta * (average - weight))
 

@@ -40,7 +40,7 @@ def load_trained_model(run_dir, checkpoint=None):
     """
     config = load_train_config(run_dir)
     saved = find_checkpoint(run_dir, checkpoint)
-    model = ProGAN(config.network, seed=config.seed)
+    model = ProGAN(config.network, loss=config.loss, optimizer=config.optimizer, seed=config.seed)
     ckpt_lib.restore_networks(model, saved)
     model.images_shown.assign(saved.images_shown)
     # The phase that wrote the checkpoint (a phase-end checkpoint may overshoot the phase's end

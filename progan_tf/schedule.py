@@ -12,6 +12,8 @@ instead: at `start_kimg` images, at `start_resolution`, `start_alpha` of the way
 import dataclasses
 import math
 
+from keras import ops
+
 from progan_tf.errors import UserInputError
 from progan_tf.resolutions import resolution_log2
 
@@ -112,11 +114,18 @@ class Phase:
         return self.kind == FADE_IN
 
     def alpha(self, images_shown):
-        """Weight of the newly added layers after `images_shown` images (1 outside fades)."""
+        """Weight of the newly added layers after `images_shown` images (1 outside fades).
+
+        A Python count gives a Python float. An integer tensor (the compiled step's image count,
+        so the step follows the fade without retracing) gives a float32 tensor in a fade, with
+        the float32 of the Python value: both quotients are float64, rounded once more.
+        """
         if not self.fade_in:
             return 1.0
         progress = (images_shown - self.start_images) / self.fade_images
-        return min(max(progress, 0.0), 1.0)
+        if isinstance(progress, float):
+            return min(max(progress, 0.0), 1.0)
+        return ops.clip(ops.cast(progress, "float32"), 0.0, 1.0)
 
 
 def phases(config):

@@ -7,9 +7,9 @@ Script use (in a subprocess; logical devices must be configured before TensorFlo
 SPEC holds {"logical_cpus": int or null, "runs": [RUN, ...]} and each RUN holds
 {"config": `TrainConfig.to_dict()` data (missing keys take the defaults), "devices": null (the
 default strategy of `distribute.make_strategy`, e.g. from TF_CONFIG) or a list of device names
-for a MirroredStrategy, "out": path of an .npz of the final weights}. Every worker writes its
-own .npz (only the chief writes checkpoints). A run stopped early (`RunStopped`) prints its line
-and exits with its code, as main.py does.
+for a MirroredStrategy, "out": path of an .npz of the final weights, keyed as `checkpoint_weights`
+keys a checkpoint}. Every worker writes its own .npz (only the chief writes checkpoints). A run
+stopped early (`RunStopped`) prints its line and exits with its code, as main.py does.
 """
 
 import json
@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -144,16 +145,30 @@ def short_train_spec(data_dir, run_dir, **overrides):
 
 
 def checkpoint_weights(path):
-    """{key: array} of a checkpoint's networks and optimizers (everything but the metadata)."""
-    from progan_tf import checkpoint as ckpt_lib
+    """{key: array} of a TF checkpoint's networks and optimizers (everything but the run position),
+    keyed by TensorFlow's names without `/.ATTRIBUTES/VARIABLE_VALUE`."""
+    import tensorflow as tf
 
-    return ckpt_lib.load_checkpoint(path).arrays
+    reader = tf.train.load_checkpoint(str(path))
+    return {
+        key.removesuffix("/.ATTRIBUTES/VARIABLE_VALUE"): reader.get_tensor(key)
+        for key in reader.get_variable_to_dtype_map()
+        if key.startswith(("generator/", "discriminator/", "ema_generator/", "optimizers/"))
+    }
 
 
 def checkpoint_meta(path):
     from progan_tf import checkpoint as ckpt_lib
 
     return ckpt_lib.load_checkpoint(path).meta
+
+
+def remove_checkpoint(path):
+    """Deletes a checkpoint's files (as if the run had stopped before writing it)."""
+    from progan_tf import checkpoint as ckpt_lib
+
+    for file in ckpt_lib.checkpoint_files(path):
+        file.unlink()
 
 
 def checkpoint_position(path):
@@ -218,8 +233,11 @@ def _script(spec_path):
         except RunStopped as stop:  # as main.py does
             print(stop, flush=True)
             sys.exit(stop.exit_code)
-        arrays = {"images_shown": np.array(int(model.images_shown.numpy())), **ckpt_lib.model_arrays(model)}
-        np.savez(run["out"], **arrays)
+        images_shown = int(model.images_shown.numpy())
+        with tempfile.TemporaryDirectory() as folder:  # what a checkpoint of the final model holds
+            position = {"images_shown": images_shown, "phase_index": model.phase.index, "phase_begin_images": 0}
+            arrays = checkpoint_weights(ckpt_lib.save_checkpoint(folder, model, position))
+        np.savez(run["out"], images_shown=np.array(images_shown), **arrays)
         print(f"saved {run['out']}", flush=True)
 
 

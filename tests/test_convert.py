@@ -13,7 +13,9 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from progan_tf import checkpoint as ckpt_lib
 from progan_tf.cli.train import train_config_from_flags
 from progan_tf.config import NetworkConfig, ScheduleConfig, TrainConfig
 from progan_tf.convert.imported_run import continue_imported_run, golden_latents, import_model
@@ -421,7 +423,11 @@ def test_import_generate_evaluate_fine_tune_export_end_to_end(tmp_path):
     assert (record["format"], record["network"]["fused_resample"], record["kimg"]) == ("tf1", "always", None)
     golden = np.stack([_read_png(run_dir / "golden" / f"img{i}.png") for i in range(10)])
     _assert_images_match(golden, _uint8(of.generator_forward(gs, golden_latents(24), 16, 0.5, 16)))
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["ckpt-000000000000.npz"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "checkpoint",
+        "ckpt-0.data-00000-of-00001",
+        "ckpt-0.index",
+    ]
 
     generated = tmp_path / "generated"
     run_checked(
@@ -469,11 +475,12 @@ def test_import_generate_evaluate_fine_tune_export_end_to_end(tmp_path):
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines() if '"tick"' in line]
     assert [(t["kimg"], t["resolution"], t["phase"]) for t in ticks] == [(0.032, 16, "fade_in")]
     assert ticks[0]["alpha"] == pytest.approx(np.mean([0.5, 0.625, 0.75, 0.875]))
-    with np.load(run_dir / "checkpoints" / "ckpt-000000000032.npz") as archive:
-        meta = json.loads(str(archive["meta"]))
-        # Adam's state is [iteration, learning_rate, ...].
-        iterations = [int(archive[f"{name}/0000"]) for name in ("g_optimizer", "d_optimizer")]
-        learning_rates = [float(archive[f"{name}/0001"]) for name in ("g_optimizer", "d_optimizer")]
+    prefix = run_dir / "checkpoints" / "ckpt-32"
+    meta = ckpt_lib.load_checkpoint(prefix).meta
+    reader = tf.train.load_checkpoint(str(prefix))
+    optimizers = [f"optimizers/{name}" for name in ("g_optimizer", "d_optimizer")]
+    iterations = [int(reader.get_tensor(f"{o}/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) for o in optimizers]
+    learning_rates = [float(reader.get_tensor(f"{o}/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE")) for o in optimizers]
     assert (meta["phase_index"], meta["phase_begin_images"]) == (0, 0)
     assert iterations == [4, 4]  # 4 steps from fresh optimizers
     # The last step (after 24 images) ran at 0.001 * exp(-5 (1 - 24 / 64)^2).
@@ -483,8 +490,6 @@ def test_import_generate_evaluate_fine_tune_export_end_to_end(tmp_path):
 
     exported = tmp_path / "exported"
     run_checked(main_command("--mode=export", f"--run_dir={run_dir}", f"--output_dir={exported}"), env=env)
-    import tensorflow as tf
-
     loaded = tf.saved_model.load(str(exported))
     served = loaded.serve(tf.constant(latents))
     assert served.shape == (4, 16, 16, 3) and served.dtype == tf.uint8

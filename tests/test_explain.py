@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from progan_tf import checkpoint as ckpt_lib
 from progan_tf import explain
 from tests.test_generate import main_in_process, run_main, tiny_run
 
@@ -64,7 +65,7 @@ def test_maps_of_the_runs_critic_for_real_and_generated_images(run):
     from progan_tf.metrics import sources
 
     run_dir, data_dir = run
-    checkpoints = sorted((run_dir / "checkpoints").iterdir())  # 16x16 fade-in (alpha 0.5), then stable
+    checkpoints = ckpt_lib.list_checkpoints(run_dir / "checkpoints")  # 16x16 fade-in (alpha 0.5), then stable
     for checkpoint, methods in ((checkpoints[0], explain.METHODS), (checkpoints[1], ("saliency", "gradcam"))):
         generator, model, _, _ = generators.load_run_generator(run_dir, checkpoint)
         critic = model.d_model

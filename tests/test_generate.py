@@ -45,10 +45,10 @@ def tiny_run(tmp_path_factory):
     (run_dir / "config.json").write_text(config.to_json())
     model = ProGAN(network, seed=config.seed)
     rng = np.random.default_rng(0)
-    model.ema_generator.set_weight_values(
+    model.ema_generator.set_weights(
         [
             w + 0.3 * np.std(w) * rng.standard_normal(w.shape).astype(w.dtype) if w.ndim else w
-            for w in model.generator.get_weight_values()
+            for w in model.generator.get_weights()
         ]
     )
     for images_shown in (448, 640):  # 16x16 fade-in (alpha 0.5), then the final stabilised stage

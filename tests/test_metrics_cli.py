@@ -69,7 +69,9 @@ def test_evaluate_cli_on_a_run_writes_json_and_stats_and_matches_small_swd(run, 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "swd_avg" in result.stdout and "ms_ssim" in result.stdout and "metric" in result.stdout
     report = json.loads((run_dir / "metrics-kimg000000.640.json").read_text())
-    assert report["kimg"] == 0.64 and report["resolution"] == 16 and report["checkpoint"].endswith("640.npz")
+    assert (
+        report["kimg"] == 0.64 and report["resolution"] == 16 and report["checkpoint"].endswith("checkpoints/ckpt-640")
+    )
     assert str(data_dir) in report["real"] and "EMA generator" in report["fake"]
     metrics = report["metrics"]
     assert metrics["num_images"] == {"real": 32, "fake": 32} and metrics["ms_ssim_pairs"] == 16

@@ -64,8 +64,11 @@ def test_two_workers_match_one_worker(pyramid, tmp_path):
     assert "2 replica(s)" in logs[0] and "1 replica(s)" in logs[2]
     assert "done: kimg 0.056" in logs[0] and "done: kimg" not in logs[1]
     assert sorted(p.name for p in (run_dirs[0] / "checkpoints").iterdir()) == [
-        "ckpt-000000000032.npz",
-        "ckpt-000000000056.npz",
+        "checkpoint",
+        "ckpt-32.data-00000-of-00001",
+        "ckpt-32.index",
+        "ckpt-56.data-00000-of-00001",
+        "ckpt-56.index",
     ]
     assert not (run_dirs[1] / "checkpoints").exists() and not (run_dirs[1] / "log.txt").exists()
     assert (run_dirs[0] / "export" / "saved_model.pb").is_file()
@@ -78,5 +81,5 @@ def test_two_workers_match_one_worker(pyramid, tmp_path):
     assert between_workers == 0.0
     assert against_single < 2e-5
     # The chief's last checkpoint holds the same networks it saved at the end.
-    checkpoint = helpers.checkpoint_weights(run_dirs[0] / "checkpoints" / "ckpt-000000000056.npz")
+    checkpoint = helpers.checkpoint_weights(run_dirs[0] / "checkpoints" / "ckpt-56")
     assert helpers.max_abs_difference(checkpoint, worker0) == 0.0

@@ -11,6 +11,7 @@ from progan_tf.layers import EqualizedConv2D
 from progan_tf.networks import GrowingDiscriminator, GrowingGenerator, NetworkConfig
 
 SMALL = NetworkConfig(resolution=32, latent_size=16, fmap_base=128, fmap_max=32)
+SMALL_8 = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)
 rng = np.random.default_rng(1)
 
 
@@ -46,19 +47,19 @@ def test_special_equalized_gains():
     config = NetworkConfig(resolution=16)
     g = GrowingGenerator(config).build_all()
     d = GrowingDiscriminator(config).build_all()
-    first_dense = g.blocks[4][0]
+    first_dense = g.blocks["4x4"][0]
     assert first_dense.scale == pytest.approx(math.sqrt(2) / 4 / math.sqrt(512))
     for res in (4, 8, 16):
-        assert g.to_rgb[res].scale == pytest.approx(1 / math.sqrt(512))
-    last_dense = d.blocks[4][-1]
+        assert g.to_rgb[f"{res}x{res}"].scale == pytest.approx(1 / math.sqrt(512))
+    last_dense = d.blocks["4x4"][-1]
     assert last_dense.units == 1 and last_dense.scale == pytest.approx(1 / math.sqrt(512))
-    hidden_conv = g.blocks[8][1]
+    hidden_conv = g.blocks["8x8"][1]
     assert hidden_conv.scale == pytest.approx(math.sqrt(2) / math.sqrt(9 * 512))
 
 
 def test_no_tanh_generator_output_is_linear():
     g, _ = small_networks()
-    to_rgb = g.to_rgb[8]
+    to_rgb = g.to_rgb["8x8"]
     to_rgb.bias.assign(np.full(3, 50.0, "float32"))
     images = as_numpy(g.model(8)(rng.normal(size=(2, 16)).astype("float32")))
     assert images.min() > 10.0  # a tanh would clamp to 1
@@ -97,10 +98,10 @@ def test_stage_models_share_layers_and_weights():
     model_8, model_16_fade = g.model(8), g.model(16, fade_in=True)
     assert g.model(8) is model_8  # cached
     shared = {id(w) for w in model_8.weights} & {id(w) for w in model_16_fade.weights}
-    assert {id(w) for w in g.to_rgb[8].weights} <= shared
-    assert {id(w) for w in g.blocks[4][0].weights} <= shared
+    assert {id(w) for w in g.to_rgb["8x8"].weights} <= shared
+    assert {id(w) for w in g.blocks["4x4"][0].weights} <= shared
     before = as_numpy(model_16_fade(z))
-    conv = g.blocks[8][1]  # inside the 8x8 block, feeding the old (alpha=0) path
+    conv = g.blocks["8x8"][1]  # inside the 8x8 block, feeding the old (alpha=0) path
     conv.kernel.assign(rng.normal(size=conv.kernel.shape).astype("float32"))
     assert not np.allclose(as_numpy(model_16_fade(z)), before)
     assert {id(w) for w in d.model(8).weights} <= {id(w) for w in d.weights}
@@ -109,24 +110,43 @@ def test_stage_models_share_layers_and_weights():
 def test_weights_cover_all_resolutions_and_round_trip():
     g, _ = small_networks()
     h, _ = small_networks()
-    h.set_weight_values(g.get_weight_values())
+    h.set_weights(g.get_weights())
     z = rng.normal(size=(2, 16)).astype("float32")
     for res in SMALL.resolutions:
         np.testing.assert_array_equal(as_numpy(h.model(res)(z)), as_numpy(g.model(res)(z)))
 
 
-def test_set_weight_values_rejects_other_architecture():
-    g, _ = small_networks()
-    bigger, _ = small_networks(fmap_max=64)
-    with pytest.raises(UserInputError, match="has shape"):
-        bigger.set_weight_values(g.get_weight_values())
+def test_weights_list_each_resolution_in_turn_then_the_fade():
+    # The order of the v1 `.npz` checkpoints (arrays numbered in this order) and of `get_weights`.
+    g, d = GrowingGenerator(SMALL_8).build_all(), GrowingDiscriminator(SMALL_8).build_all()
+    assert [w.path for w in g.weights] == [
+        *("g_4x4_dense/kernel", "g_4x4_dense_bias/bias", "g_4x4_conv1/kernel", "g_4x4_conv1/bias"),
+        *("g_to_rgb_4x4/kernel", "g_to_rgb_4x4/bias"),
+        *("g_8x8_conv0/kernel", "g_8x8_conv0/bias", "g_8x8_conv1/kernel", "g_8x8_conv1/bias"),
+        *("g_to_rgb_8x8/kernel", "g_to_rgb_8x8/bias", "generator_fade/alpha"),
+    ]
+    assert [w.path for w in d.weights] == [
+        *("d_from_rgb_4x4/kernel", "d_from_rgb_4x4/bias", "d_4x4_conv/kernel", "d_4x4_conv/bias"),
+        *("d_4x4_dense0/kernel", "d_4x4_dense0/bias", "d_4x4_dense1/kernel", "d_4x4_dense1/bias"),
+        *("d_from_rgb_8x8/kernel", "d_from_rgb_8x8/bias", "d_8x8_conv0/kernel", "d_8x8_conv0/bias"),
+        *("d_8x8_conv1/kernel", "d_8x8_conv1/bias", "discriminator_fade/alpha"),
+    ]
+    assert [w.path for w in g.trainable_weights] == [w.path for w in g.weights[:-1]]
+
+
+def test_networks_are_keras_layers_with_a_config_round_trip():
+    g = GrowingGenerator(SMALL_8, name="ema_generator")
+    assert isinstance(g, keras.layers.Layer) and g.name == "ema_generator"
+    again = GrowingGenerator.from_config(g.get_config()).build_all()
+    assert again.config == SMALL_8 and again.name == "ema_generator"
+    assert [w.shape for w in again.weights] == [w.shape for w in g.build_all().weights]
 
 
 def test_fused_generator_equals_plain_generator():
     plain, _ = small_networks(fused_resample="never")
     fused, _ = small_networks(fused_resample="always")
     randomize_biases(plain)
-    fused.set_weight_values(plain.get_weight_values())
+    fused.set_weights(plain.get_weights())
     z = rng.normal(size=(4, 16)).astype("float32")
     np.testing.assert_allclose(as_numpy(fused.model(32)(z)), as_numpy(plain.model(32)(z)), rtol=1e-4, atol=1e-4)
 
@@ -137,22 +157,22 @@ def test_fused_discriminator_pools_before_the_activation():
     _, plain = small_networks(fused_resample="never")
     _, fused = small_networks(fused_resample="always")
     randomize_biases(plain)
-    fused.set_weight_values(plain.get_weight_values())
+    fused.set_weights(plain.get_weights())
     x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
     h = x
-    for layer in plain.from_rgb[32]:
+    for layer in plain.from_rgb["32x32"]:
         h = layer(h)
     for res in (32, 16, 8):
-        conv0, lrelu0, conv1, lrelu1, pool = plain.blocks[res]
+        conv0, lrelu0, conv1, lrelu1, pool = plain.blocks[f"{res}x{res}"]
         h = lrelu1(pool(conv1(lrelu0(conv0(h)))))
-    for layer in plain.blocks[4]:
+    for layer in plain.blocks["4x4"]:
         h = layer(h)
     np.testing.assert_allclose(as_numpy(fused.model(32)(x)), as_numpy(h), rtol=1e-4, atol=1e-4)
 
 
 def _critic_block_kinds(discriminator, res):
     kinds = []
-    for layer in discriminator.blocks[res]:
+    for layer in discriminator.blocks[f"{res}x{res}"]:
         kind = type(layer).__name__
         if isinstance(layer, EqualizedConv2D) and layer.resample:
             kind += f"[{layer.resample}]"
@@ -172,7 +192,7 @@ def test_default_critic_is_the_papers_unfused_form_at_every_resolution():
     plain = ["EqualizedConv2D", "LeakyReLU", "EqualizedConv2D", "LeakyReLU", "AveragePooling2D"]
     for res in (8, 16, 32, 64, 128):
         assert _critic_block_kinds(d_paper, res) == plain
-    assert g_paper.blocks[128][0].resample == "up" and g_paper.blocks[64][1].resample is None
+    assert g_paper.blocks["128x128"][0].resample == "up" and g_paper.blocks["64x64"][1].resample is None
 
     never = NetworkConfig(**kwargs, fused_resample="never")
     tf1 = NetworkConfig(**kwargs, fused_resample="always")
@@ -185,9 +205,9 @@ def test_default_critic_is_the_papers_unfused_form_at_every_resolution():
         for weight in network.trainable_weights:
             if weight.name == "bias":
                 weight.assign(local_rng.normal(size=weight.shape).astype("float32"))
-    g_never.set_weight_values(g_paper.get_weight_values())
-    d_never.set_weight_values(d_paper.get_weight_values())
-    d_tf1.set_weight_values(d_paper.get_weight_values())
+    g_never.set_weights(g_paper.get_weights())
+    d_never.set_weights(d_paper.get_weights())
+    d_tf1.set_weights(d_paper.get_weights())
     z = local_rng.normal(size=(4, 8)).astype("float32")
     x = local_rng.normal(size=(4, 128, 128, 3)).astype("float32")
     np.testing.assert_allclose(as_numpy(g_paper.model(128)(z)), as_numpy(g_never.model(128)(z)), rtol=1e-4, atol=1e-4)

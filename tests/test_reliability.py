@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
-from progan_tf import guarded_update, interrupts, run_files, training
+from progan_tf import guarded_update, interrupts, run_directory, run_files, run_log
 from progan_tf.guarded_update import apply_if_finite
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
@@ -95,9 +95,10 @@ def _checkpoints(run_dir):
 def _assert_all_finite_and_loadable(run_dir):
     paths = ckpt_lib.list_checkpoints(run_dir / "checkpoints")
     for path in paths:
-        saved = ckpt_lib.load_checkpoint(path)
-        ckpt_lib.check_finite(saved)
-        assert all(np.all(np.isfinite(a)) for a in saved.arrays.values() if a.dtype.kind == "f"), path
+        ckpt_lib.check_finite(ckpt_lib.load_checkpoint(path))
+        assert all(np.all(np.isfinite(a)) for a in helpers.checkpoint_weights(path).values() if a.dtype.kind == "f"), (
+            path
+        )
     return paths
 
 
@@ -283,15 +284,15 @@ def test_samples_of_a_non_finite_generator_are_not_written(tmp_path):
     model = ProGAN(NETWORK, seed=1)
     model.start_phase(phases(ScheduleConfig(final_resolution=8, default_batch_size=8))[0])
     latents = tf.random.stateless_normal((4, NETWORK.latent_size), seed=[1, 2])
-    logger = training.RunLogger(tmp_path, enabled=False)
-    assert training.write_samples(model, logger, tmp_path, latents, 8) == []
+    logger = run_log.RunLogger(tmp_path, enabled=False)
+    assert run_directory.write_samples(model, logger, tmp_path, latents, 8) == []
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "fakes-ema-kimg000000.008.png",
         "fakes-raw-kimg000000.008.png",
     ]
     weight = model.g_model.trainable_weights[0]
     weight.assign(np.full(weight.shape, np.nan, np.float32))
-    assert training.write_samples(model, logger, tmp_path, latents, 16) == ["raw"]
+    assert run_directory.write_samples(model, logger, tmp_path, latents, 16) == ["raw"]
     assert not (tmp_path / "fakes-raw-kimg000000.016.png").exists()
     assert (tmp_path / "fakes-ema-kimg000000.016.png").exists()  # the EMA generator is still finite
 
@@ -545,7 +546,7 @@ def test_resume_with_other_architecture_flags_is_refused_and_writes_nothing(pyra
     assert result.returncode == 1
     (line,) = _error_lines(result)
     assert line.startswith(
-        f"error: Cannot resume {run_dir / 'checkpoints' / 'ckpt-000000000048.npz'}: it was trained "
+        f"error: Cannot resume {run_dir / 'checkpoints' / 'ckpt-48'}: it was trained "
         "with other architecture flags: --fmap_base (run: 64, now: 32), --latent_size (run: 16, now: 8)."
     )
     assert _files(run_dir) == before  # config.json byte-identical, and nothing else written
@@ -575,10 +576,7 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
     result = helpers.run_command(helpers.main_command(*helpers.main_flags(pyramid, run_dir, resume="none", **SHORT)))
     assert result.returncode == 1
     (line,) = _error_lines(result)
-    assert (
-        f"{run_dir} already holds 3 checkpoint(s) (newest ckpt-000000000048.npz); --resume=none would mix two runs"
-        in line
-    )
+    assert f"{run_dir} already holds 3 checkpoint(s) (newest ckpt-48); --resume=none would mix two runs" in line
     assert "--resume=none --overwrite" in line
     assert _files(run_dir) == before
 
@@ -595,8 +593,8 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
     assert [r["kimg"] for r in _stats_rows(run_dir)] == [0.016, 0.032, 0.048]
     assert sorted(_checkpoints(run_dir)) == [16, 32, 48]
     old, new = (
-        helpers.checkpoint_weights(moved / "checkpoints" / "ckpt-000000000048.npz"),
-        helpers.checkpoint_weights(run_dir / "checkpoints" / "ckpt-000000000048.npz"),
+        helpers.checkpoint_weights(moved / "checkpoints" / "ckpt-48"),
+        helpers.checkpoint_weights(run_dir / "checkpoints" / "ckpt-48"),
     )
     assert helpers.max_abs_difference(old, new) > 0  # another seed: another run, not the old one's files
     assert [json.loads(line)["event"] for line in (run_dir / "config_history.jsonl").read_text().splitlines()] == [
@@ -607,17 +605,21 @@ def test_resume_none_on_a_used_run_is_refused_and_overwrite_moves_it_aside(pyram
 @pytest.mark.slow
 def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid, short_run, tmp_path):
     run_dir = _copy_run(short_run, tmp_path)
-    newest = run_dir / "checkpoints" / "ckpt-000000000048.npz"
-    truncated = newest.read_bytes()[: newest.stat().st_size // 2]
-    newest.write_bytes(truncated)
+    newest = run_dir / "checkpoints" / "ckpt-48"
+    data = run_dir / "checkpoints" / "ckpt-48.data-00000-of-00001"
+    truncated = data.read_bytes()[: data.stat().st_size // 2]
+    data.write_bytes(truncated)
     result = helpers.run_checked(
         helpers.main_command(*helpers.main_flags(pyramid, run_dir, **dict(SHORT, total_kimg=0.064)))
     )
     lines = _run_lines(result.stdout)
     assert lines[0].startswith(f"skipping checkpoint {newest}: Checkpoint {newest} is truncated or corrupt")
-    assert lines[0].endswith("moved it aside (ckpt-000000000048.npz.corrupt)")
-    assert lines[1] == f"resumed from {run_dir / 'checkpoints' / 'ckpt-000000000032.npz'} at kimg 0.032"
-    assert (run_dir / "checkpoints" / "ckpt-000000000048.npz.corrupt").read_bytes() == truncated  # kept, not deleted
+    assert lines[0].endswith("moved it aside (ckpt-48.corrupt)")
+    assert lines[1] == f"resumed from {run_dir / 'checkpoints' / 'ckpt-32'} at kimg 0.032"
+    # Moved aside whole (kept, not deleted); the state file no longer names it.
+    assert (run_dir / "checkpoints" / "ckpt-48.corrupt.data-00000-of-00001").read_bytes() == truncated
+    assert (run_dir / "checkpoints" / "ckpt-48.corrupt.index").is_file()
+    assert "ckpt-48.corrupt" not in (run_dir / "checkpoints" / "checkpoint").read_text()
     assert sorted(_checkpoints(run_dir)) == [16, 32, 48, 64]
     _assert_all_finite_and_loadable(run_dir)
     rows = _stats_rows(run_dir)
@@ -629,17 +631,22 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
 def test_resume_from_an_older_checkpoint_moves_the_newer_ones_aside(pyramid, short_run, tmp_path):
     run_dir = _copy_run(short_run, tmp_path)
     folder = run_dir / "checkpoints"
-    newer = {name: (folder / name).read_bytes() for name in ("ckpt-000000000032.npz", "ckpt-000000000048.npz")}
-    older = folder / "ckpt-000000000016.npz"
+    newer = {
+        path.name: (folder / path).read_bytes()
+        for name in ("ckpt-32", "ckpt-48")
+        for path in ckpt_lib.checkpoint_files(folder / name)
+    }
+    older = folder / "ckpt-16"
     result = helpers.run_checked(
         helpers.main_command(*helpers.main_flags(pyramid, run_dir, resume=older, **dict(SHORT, total_kimg=0.024)))
     )
     assert (
         "moved the newer checkpoints of the abandoned continuation aside (*.superseded): "
-        "ckpt-000000000032.npz, ckpt-000000000048.npz" in result.stdout.splitlines()
+        "ckpt-32, ckpt-48" in result.stdout.splitlines()
     )
-    for name, data in newer.items():
-        assert (folder / f"{name}.superseded").read_bytes() == data
+    for name, data in newer.items():  # ckpt-32.index -> ckpt-32.superseded.index, ...
+        prefix, _, extension = name.partition(".")
+        assert (folder / f"{prefix}.superseded.{extension}").read_bytes() == data
     # The abandoned continuation cannot come back: --resume=latest takes the new one.
     assert sorted(_checkpoints(run_dir)) == [16, 24]
     assert [r["kimg"] for r in _stats_rows(run_dir)] == [0.016, 0.024]
@@ -649,7 +656,7 @@ def test_resume_from_an_older_checkpoint_moves_the_newer_ones_aside(pyramid, sho
 
 
 def _checkpoint_sizes(tmp_path):
-    """Bytes of a checkpoint in the 4x4 phase and in the 8x8 fade of the SHORT networks."""
+    """(total bytes, largest file) of a checkpoint in the 4x4 phase and in the 8x8 fade of the SHORT networks."""
     schedule = ScheduleConfig(
         final_resolution=8, stabilize_kimg=0.032, transition_kimg=0.032, total_kimg=0.048, default_batch_size=8
     )
@@ -666,7 +673,8 @@ def _checkpoint_sizes(tmp_path):
             "tick": 100,
             "time_sec": 12345.678,
         }
-        sizes.append(ckpt_lib.save_checkpoint(tmp_path / "sizes", model, position).stat().st_size)
+        files = ckpt_lib.checkpoint_files(ckpt_lib.save_checkpoint(tmp_path / "sizes", model, position))
+        sizes.append((sum(f.stat().st_size for f in files), max(f.stat().st_size for f in files)))
     return sizes
 
 
@@ -682,8 +690,8 @@ def _mount_tmpfs(path, size):
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["tmpfs", "file_size_limit"])
 def test_disk_full_at_a_checkpoint_is_one_line_and_the_rerun_resumes(pyramid, tmp_path, fault):
-    small, large = _checkpoint_sizes(tmp_path)
-    assert large > small * 1.2
+    (small, small_file), (large, large_file) = _checkpoint_sizes(tmp_path)
+    assert large > small * 1.2 and large_file > small_file * 1.2
     flags = dict(SHORT, total_kimg=0.064, checkpoint_kimg=0.008)
     mount = tmp_path / "disk"
     limit = None
@@ -693,7 +701,7 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_the_rerun_resumes(pyramid, tm
         run_dir = mount / "run"
     else:
         # Any file over the limit fails to grow (EFBIG): the 4x4 checkpoints fit, the fade's do not.
-        run_dir, limit = tmp_path / "run", (small + large) // 2
+        run_dir, limit = tmp_path / "run", (small_file + large_file) // 2
     command = helpers.main_command(*helpers.main_flags(pyramid, run_dir, **flags))
 
     def limit_file_size():
@@ -708,19 +716,20 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_the_rerun_resumes(pyramid, tm
         failed = written[-1] + 8
         reason = "No space left on device" if fault == "tmpfs" else "File too large"
         assert line == (
-            f"error: could not write checkpoint {run_dir / 'checkpoints' / f'ckpt-{failed:012d}.npz'}: {reason}. "
+            f"error: could not write checkpoint {run_dir / 'checkpoints' / f'ckpt-{failed}'}: {reason}. "
             f"The checkpoints already in {run_dir / 'checkpoints'} are intact: fix this (free space, permissions), "
             f"then rerun the same command to resume from the newest."
         )
         assert written == (list(range(8, 33, 8)) if limit else [8, 16])
         _assert_all_finite_and_loadable(run_dir)
-        assert not list((run_dir / "checkpoints").glob("*.tmp*"))
+        assert not list((run_dir / "checkpoints").glob("*tmp*")) and not list((run_dir / "checkpoints").glob("*_temp*"))
+        assert (run_dir / "checkpoints" / "checkpoint").read_text().count("all_model_checkpoint_paths") == len(written)
 
         if fault == "tmpfs":  # free space
             subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)
         rerun = helpers.run_checked(command)
         assert (
-            _run_lines(rerun.stdout)[0] == f"resumed from {run_dir / 'checkpoints' / f'ckpt-{written[-1]:012d}.npz'} "
+            _run_lines(rerun.stdout)[0] == f"resumed from {run_dir / 'checkpoints' / f'ckpt-{written[-1]}'} "
             f"at kimg {written[-1] / 1000:.3f}"
         )
         assert rerun.stdout.splitlines()[-1].startswith("done: kimg 0.064")

@@ -37,7 +37,7 @@ def test_a_ram_run_trains_checkpoints_resumes_and_exports():
     model = training.train(TrainConfig.from_dict(dict(spec, export_at_end=True)))  # same process: resumes
     assert int(model.images_shown.numpy()) == 56
     log = _read(f"{run_dir}/log.txt").splitlines()
-    assert f"resumed from {run_dir}/checkpoints/ckpt-000000000032.npz at kimg 0.032" in log
+    assert f"resumed from {run_dir}/checkpoints/ckpt-32 at kimg 0.032" in log
     assert [json.loads(line)["event"] for line in _read(f"{run_dir}/config_history.jsonl").splitlines()] == [
         "start",
         "resume",
@@ -47,7 +47,7 @@ def test_a_ram_run_trains_checkpoints_resumes_and_exports():
     samples = tf.io.gfile.listdir(f"{run_dir}/samples")
     assert "reals.png" in samples and any(name.startswith("fakes-") for name in samples)
     restored, _, saved = runs.load_trained_model(run_dir)
-    assert saved.images_shown == 56 and saved.path == f"{run_dir}/checkpoints/ckpt-000000000056.npz"
+    assert saved.images_shown == 56 and saved.path == f"{run_dir}/checkpoints/ckpt-56"
 
     exported = tf.saved_model.load(f"{run_dir}/export")
     latents = np.random.default_rng(0).normal(size=(2, 16)).astype("float32")

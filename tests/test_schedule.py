@@ -3,7 +3,9 @@ stabilisation, 12M images in all, 1024x1024), worked out by hand below."""
 
 import math
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from progan_tf.errors import UserInputError
 from progan_tf.schedule import (
@@ -117,6 +119,26 @@ def test_alpha_in_the_1024_fade():
     assert fade_1024.alpha(9_000_000) == 0.0
     assert fade_1024.alpha(9_150_000) == pytest.approx(0.25)
     assert fade_1024.alpha(9_450_000) == pytest.approx(0.75)
+
+
+def test_alpha_of_a_tensor_count_is_the_float32_of_the_python_alpha():
+    """The compiled step passes the image-count variable: one formula, the same values."""
+    fade_1024 = phase_at(CELEBAHQ, 9_000_000)
+    counts = [8_000_000, 9_000_000, 9_000_001, 9_000_007, 9_123_457, 9_333_333, 9_599_999, 9_600_000, 9_700_000]
+    images_shown = tf.Variable(0, dtype=tf.int64)
+
+    @tf.function
+    def traced_alpha():
+        return fade_1024.alpha(images_shown)
+
+    for count in counts:
+        images_shown.assign(count)
+        got = traced_alpha()
+        expected = np.float32(min(max((count - 9_000_000) / 600_000, 0.0), 1.0))
+        assert got.dtype == tf.float32
+        assert got.numpy().tobytes() == expected.tobytes(), count
+        assert np.float32(fade_1024.alpha(count)).tobytes() == expected.tobytes(), count
+    assert phases(CELEBAHQ)[0].alpha(tf.constant(5, tf.int64)) == 1.0  # no fade at 4x4
 
 
 def test_4x4_has_no_fade_and_stabilised_phases_have_alpha_one():

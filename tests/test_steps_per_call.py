@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from progan_tf import distributed_step, training
+from progan_tf import call_boundaries, distributed_step
 from progan_tf.config import TrainConfig
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
@@ -83,14 +83,14 @@ def test_a_call_ends_at_the_first_logging_point_or_the_phase_end():
         data_dir="d", run_dir="r", schedule=SCHEDULE, tick_kimg=0.024, sample_kimg=0, checkpoint_kimg=0.040
     )
     phase = phases(SCHEDULE)[0]  # 0 .. 64 images
-    assert training.iterations_until_boundary(config, phase, 0, 200, 16) == 3  # 24: a tick
-    assert training.iterations_until_boundary(config, phase, 24, 200, 16) == 2  # 40: a checkpoint
-    assert training.iterations_until_boundary(config, phase, 40, 200, 16) == 1  # 48: a tick
-    assert training.iterations_until_boundary(config, phase, 48, 200, 16) == 2  # 64: the phase end
-    assert training.iterations_until_boundary(config, phase, 0, 200, 2) == 2  # the limit
-    assert training.iterations_until_boundary(config, phase, 0, 16, 16) == 2  # total_kimg cuts the phase
-    assert training.steps_per_call(config, 4) == 16 and training.steps_per_call(config, 64) == 1
-    assert training.steps_per_call(TrainConfig(data_dir="d", run_dir="r", steps_per_call=3), 4) == 3
+    assert call_boundaries.iterations_until_boundary(config, phase, 0, 200, 16) == 3  # 24: a tick
+    assert call_boundaries.iterations_until_boundary(config, phase, 24, 200, 16) == 2  # 40: a checkpoint
+    assert call_boundaries.iterations_until_boundary(config, phase, 40, 200, 16) == 1  # 48: a tick
+    assert call_boundaries.iterations_until_boundary(config, phase, 48, 200, 16) == 2  # 64: the phase end
+    assert call_boundaries.iterations_until_boundary(config, phase, 0, 200, 2) == 2  # the limit
+    assert call_boundaries.iterations_until_boundary(config, phase, 0, 16, 16) == 2  # total_kimg cuts the phase
+    assert call_boundaries.steps_per_call(config, 4) == 16 and call_boundaries.steps_per_call(config, 64) == 1
+    assert call_boundaries.steps_per_call(TrainConfig(data_dir="d", run_dir="r", steps_per_call=3), 4) == 3
 
 
 def test_xla_compiled_gradients_give_the_same_training():

@@ -2,7 +2,6 @@
 main.py: grow 4 -> 8 -> 16, resume, export and serve; SIGKILL mid-fade and resume exactly."""
 
 import json
-import re
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from progan_tf import checkpoint as ckpt_lib
 from progan_tf import data as data_lib
+from progan_tf.config import OptimizerConfig
 from progan_tf.images import to_uint8
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN, fade_in_reals
@@ -77,9 +78,17 @@ def test_fade_in_reals_matches_numpy(alpha):
 # --- EMA ----------------------------------------------------------------------------------------
 
 
+def test_both_optimizers_of_every_phase_take_the_optimizer_config():
+    adam = OptimizerConfig(beta_1=0.5, beta_2=0.9, epsilon=1e-4)
+    model, phase = _started_model(2, optimizer=adam)
+    for optimizer in (model.g_optimizer, model.d_optimizer):
+        assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.5, 0.9, 1e-4)
+        assert float(optimizer.learning_rate.numpy()) == pytest.approx(phase.learning_rate)
+
+
 def test_ema_follows_g_after_each_critic_step(pyramid):
     beta = 0.9
-    model, phase = _started_model(2, ema_beta=beta)  # 8x8 stabilise
+    model, phase = _started_model(2, optimizer=OptimizerConfig(ema_beta=beta))  # 8x8 stabilise
     strategy = tf.distribute.get_strategy()
     iterator = iter(data_lib.make_dataset(str(pyramid), phase.resolution, BATCH, seed=0))
     step = model.make_distributed_step(strategy)
@@ -154,16 +163,16 @@ def test_fade_alpha_reaches_g_d_and_reals_without_retracing():
 def test_non_finite_critic_update_is_skipped():
     model, _ = _started_model(0)  # 4x4
     step = model.make_distributed_step(tf.distribute.get_strategy())
-    d_before, g_before = model.discriminator.get_weight_values(), model.generator.get_weight_values()
+    d_before, g_before = model.discriminator.get_weights(), model.generator.get_weights()
     stats = step(_constant_iterator(np.full((BATCH, 4, 4, 3), np.inf, np.float32)))["sums"]
     assert float(stats["d_finite"]) == 0.0
     assert float(stats["g_finite"]) == 1.0  # the generator's loss never sees the reals
-    for before, after in zip(d_before, model.discriminator.get_weight_values()):
+    for before, after in zip(d_before, model.discriminator.get_weights()):
         np.testing.assert_array_equal(before, after)
     assert int(model.d_optimizer.iterations.numpy()) == 0
     assert int(model.g_optimizer.iterations.numpy()) == 1
-    assert any(not np.array_equal(a, b) for a, b in zip(g_before, model.generator.get_weight_values()))
-    assert all(np.all(np.isfinite(w)) for w in model.discriminator.get_weight_values())
+    assert any(not np.array_equal(a, b) for a, b in zip(g_before, model.generator.get_weights()))
+    assert all(np.all(np.isfinite(w)) for w in model.discriminator.get_weights())
 
 
 def test_nan_critic_weight_skips_both_updates():
@@ -171,13 +180,11 @@ def test_nan_critic_weight_skips_both_updates():
     bias = next(w for w in model.d_model.trainable_weights if "dense1" in w.path and "kernel" in w.path)
     bias.assign(np.full(bias.shape, np.nan, np.float32))
     step = model.make_distributed_step(tf.distribute.get_strategy())
-    d_before, g_before = model.discriminator.get_weight_values(), model.generator.get_weight_values()
+    d_before, g_before = model.discriminator.get_weights(), model.generator.get_weights()
     reals = np.random.default_rng(2).uniform(-1, 1, (BATCH, 4, 4, 3)).astype(np.float32)
     stats = step(_constant_iterator(reals))["sums"]
     assert float(stats["d_finite"]) == 0.0 and float(stats["g_finite"]) == 0.0
-    for before, after in zip(
-        d_before + g_before, model.discriminator.get_weight_values() + model.generator.get_weight_values()
-    ):
+    for before, after in zip(d_before + g_before, model.discriminator.get_weights() + model.generator.get_weights()):
         np.testing.assert_array_equal(before, after)
     assert int(model.d_optimizer.iterations.numpy()) == 0 and int(model.g_optimizer.iterations.numpy()) == 0
     assert int(model.images_shown.numpy()) == BATCH  # the images still count
@@ -209,7 +216,7 @@ def test_two_replicas_match_one_device(pyramid, tmp_path):
     print(f"max |one device - two replicas| = {difference:.3g}")
     assert difference < 2e-5
     # And training did something: the weights moved from a fresh initialisation by far more.
-    assert np.max(np.abs(a["generator/0000"])) > 0
+    assert np.max(np.abs(a["generator/g_4x4_dense/kernel"])) > 0
 
 
 # --- End to end through main.py ------------------------------------------------------------------
@@ -247,7 +254,7 @@ def test_grow_resume_export_and_serve(pyramid, tmp_path):
     )
     assert "phase 2: 8x8 stabilize kimg 0.256-0.32" in first.stdout
     assert not (run_dir / "export").exists()
-    last_first = helpers.checkpoint_meta(run_dir / "checkpoints" / "ckpt-000000000320.npz")
+    last_first = helpers.checkpoint_meta(run_dir / "checkpoints" / "ckpt-320")
     assert last_first["phase_index"] == 2
 
     # Resumed (latest checkpoint) with the full length: finishes 8x8, fades in and trains 16x16.
@@ -255,7 +262,7 @@ def test_grow_resume_export_and_serve(pyramid, tmp_path):
     lines = second.stdout.splitlines()
     resumed = [i for i, line in enumerate(lines) if line.startswith("resumed from ")]
     assert len(resumed) == 1
-    assert lines[resumed[0]].endswith("ckpt-000000000320.npz at kimg 0.320")
+    assert lines[resumed[0]].endswith("ckpt-320 at kimg 0.320")
     phase_lines = [line for line in lines if line.startswith("phase ")]
     assert phase_lines[0].startswith("phase 2: 8x8 stabilize kimg 0.256-0.384")
     assert [line.split(":")[0] for line in phase_lines] == ["phase 2", "phase 3", "phase 4"]
@@ -266,7 +273,7 @@ def test_grow_resume_export_and_serve(pyramid, tmp_path):
     assert kimgs == sorted(kimgs) and kimgs[-1] == 0.64 and len(kimgs) == len(set(kimgs))  # no tick redone
     assert all(t["skipped_updates"] == 0 for t in ticks)
     assert {t["resolution"] for t in ticks} == {4, 8, 16}
-    assert helpers.checkpoint_meta(sorted((run_dir / "checkpoints").glob("ckpt-*.npz"))[-1])["images_shown"] == 640
+    assert helpers.checkpoint_meta(ckpt_lib.list_checkpoints(run_dir / "checkpoints")[-1])["images_shown"] == 640
     assert any((run_dir / "samples").glob("fakes-ema-*.png"))
     assert (run_dir / "export" / "saved_model.pb").is_file()
 
@@ -317,14 +324,8 @@ def test_grow_resume_export_and_serve(pyramid, tmp_path):
 # --- SIGKILL mid-fade and resume ----------------------------------------------------------------
 
 
-_CKPT = re.compile(r"ckpt-(\d{12})\.npz$")
-
-
 def _checkpoints(run_dir):
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return {}
-    return {int(_CKPT.search(p.name).group(1)): p for p in folder.iterdir() if _CKPT.search(p.name)}
+    return {ckpt_lib.checkpoint_images(p): p for p in ckpt_lib.list_checkpoints(run_dir / "checkpoints")}
 
 
 @pytest.mark.slow
@@ -372,7 +373,7 @@ def test_sigkill_mid_fade_then_resume_reproduces_the_uninterrupted_run(pyramid, 
     # If the run got further before the signal landed (a loaded machine), drop the later
     # checkpoints: the same as a kill moments earlier (each file is complete and independent).
     for n in [n for n in saved if n > max(in_fade)]:
-        saved.pop(n).unlink()
+        helpers.remove_checkpoint(saved.pop(n))
     resume_point = max(saved)
     assert fade_start < resume_point < fade_end
     meta = helpers.checkpoint_meta(saved[resume_point])

@@ -13,7 +13,7 @@ directory); see `progan_tf.metrics.report`.
 
 import pathlib
 
-from progan_tf import generators, runs
+from progan_tf import atomic_files, generators, runs
 from progan_tf.errors import UserInputError
 from progan_tf.metrics import report
 
@@ -21,7 +21,7 @@ from progan_tf.metrics import report
 def run(values):
     """Evaluates and reports; returns the dict written to the JSON file."""
     names = report.metric_names(values.metrics)
-    run_dir = pathlib.Path(values.run_dir) if values.run_dir else None
+    run_dir = atomic_files.as_path(values.run_dir) if values.run_dir else None
     if values.fake_dir and values.savedmodel:
         raise UserInputError(
             f"give one fake side: --fake_dir or --savedmodel (or --run_dir). "

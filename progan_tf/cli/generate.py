@@ -1,8 +1,6 @@
 """`--mode=generate`: from --savedmodel or --run_dir [--checkpoint], with `generate.generate_outputs`."""
 
-import pathlib
-
-from progan_tf import generate, generators
+from progan_tf import atomic_files, generate, generators
 from progan_tf.errors import UserInputError
 
 
@@ -10,17 +8,17 @@ def run(values):
     if values.savedmodel:
         generator = generators.load_savedmodel(values.savedmodel)
         # Beside the SavedModel (e.g. runs/demo/export -> runs/demo/export-generated).
-        savedmodel = pathlib.Path(values.savedmodel)
+        savedmodel = atomic_files.as_path(values.savedmodel)
         default_dir = savedmodel.with_name(savedmodel.name + "-generated")
     elif values.run_dir:
         generator = generators.load_run_generator(values.run_dir, values.checkpoint)[0]
-        default_dir = pathlib.Path(values.run_dir) / f"generated-kimg{generator.kimg:010.3f}"
+        default_dir = atomic_files.path_in(values.run_dir, f"generated-kimg{generator.kimg:010.3f}")
     else:
         raise UserInputError(
             "--mode=generate needs a generator: --savedmodel=DIR (an export) or --run_dir=DIR "
             "[--checkpoint=FILE]. Received: savedmodel=None, run_dir=None"
         )
-    output_dir = pathlib.Path(values.output_dir) if values.output_dir else default_dir
+    output_dir = atomic_files.as_path(values.output_dir) if values.output_dir else default_dir
     written = generate.generate_outputs(
         generator,
         output_dir,

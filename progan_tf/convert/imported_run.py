@@ -100,13 +100,58 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def _import_record(pickle_path, official, notes, kimg, model, train_config):
+    """The `imported.json` record: the pickle, its format, build functions, kwargs and stage."""
+    resolution, alpha = official.stage()
+    return {
+        "pickle": str(pathlib.Path(pickle_path).resolve()),
+        "pickle_sha256": _sha256(pickle_path),
+        "format": official.source_format,
+        "build_funcs": {n.role: n.build_func for n in official.networks},
+        "kwargs": {n.role: n.kwargs for n in official.networks},
+        "lod": official.generator.lod,
+        "resolution": resolution,
+        "alpha": alpha,
+        "kimg": kimg,
+        "network": to_dict(train_config.network),
+        "parameters": {"G": model.generator.count_params(), "D": model.discriminator.count_params()},
+        "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "notes": notes,
+    }
+
+
+def _write_run_files(directory, model, train_config, record, golden_images):
+    """Writes the run's files (see `write_imported_run`) into the existing `directory`."""
+    (directory / "config.json").write_text(train_config.to_json())
+    (directory / IMPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    images_shown, phase = int(model.images_shown.numpy()), model.phase
+    position = {
+        "images_shown": images_shown,
+        "phase_index": phase.index,
+        "phase_begin_images": images_shown,
+        "resolution": phase.resolution,
+        "phase": phase.kind,
+        "tick": 0,
+        "time_sec": 0.0,
+    }
+    ckpt_lib.save_checkpoint(directory / "checkpoints", model, position)
+    export.export_generator(model.gs_model, directory / "export", train_config.network.latent_size)
+    if golden_images:
+        (directory / "golden").mkdir()
+        # One image at a time: ten 1024x1024 images at once need ~10 GB of activations.
+        for index, latent in enumerate(golden_latents(train_config.network.latent_size)):
+            picture = images.to_uint8(model.gs_model(latent[None], training=False))[0]
+            images.save_png(directory / "golden" / f"img{index}.png", picture)
+
+
 def write_imported_run(pickle_path, output_dir, kimg=None, golden_images=True):
     """Converts an official network pickle into a new run directory.
 
     Written into `<output_dir>.partial/` and renamed when complete:
         config.json            the run's `TrainConfig` (its schedule starts at the pickle's stage).
         imported.json          the pickle, its format, build functions, keyword arguments, lod.
-        checkpoints/ckpt-N.npz  G, D, Gs and fresh optimizers at N = the pickle's image count.
+        checkpoints/ckpt-N.*   G, D, Gs and fresh optimizers at N = the pickle's image count (a
+                               TF checkpoint, `checkpoint.save_checkpoint`).
         export/, export.keras  the EMA generator (Gs) of the pickle's stage (SavedModel, Keras).
         golden/img0..img9.png  Gs on the authors' example latents (`golden_latents`).
 
@@ -132,38 +177,12 @@ def write_imported_run(pickle_path, output_dir, kimg=None, golden_images=True):
     if kimg is not None and kimg < 0:
         raise UserInputError(f"kimg must be >= 0. Received: kimg={kimg}")
     model, train_config = import_model(official, output_dir, kimg)
-    resolution, alpha = official.stage()
-    record = {
-        "pickle": str(pathlib.Path(pickle_path).resolve()),
-        "pickle_sha256": _sha256(pickle_path),
-        "format": official.source_format,
-        "build_funcs": {n.role: n.build_func for n in official.networks},
-        "kwargs": {n.role: n.kwargs for n in official.networks},
-        "lod": official.generator.lod,
-        "resolution": resolution,
-        "alpha": alpha,
-        "kimg": kimg,
-        "network": to_dict(train_config.network),
-        "parameters": {"G": model.generator.count_params(), "D": model.discriminator.count_params()},
-        "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "notes": notes,
-    }
+    record = _import_record(pickle_path, official, notes, kimg, model, train_config)
     partial = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # a conversion that died half way
     partial.mkdir(parents=True)
     try:
-        (partial / "config.json").write_text(train_config.to_json())
-        (partial / IMPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        images_shown = int(model.images_shown.numpy())
-        position = {"images_shown": images_shown, "phase_index": model.phase.index, "phase_begin_images": images_shown}
-        ckpt_lib.save_checkpoint(partial / "checkpoints", model, position)
-        export.export_generator(model.gs_model, partial / "export", train_config.network.latent_size)
-        if golden_images:
-            (partial / "golden").mkdir()
-            # One image at a time: ten 1024x1024 images at once need ~10 GB of activations.
-            for index, latent in enumerate(golden_latents(train_config.network.latent_size)):
-                picture = images.to_uint8(model.gs_model(latent[None], training=False))[0]
-                images.save_png(partial / "golden" / f"img{index}.png", picture)
+        _write_run_files(partial, model, train_config, record, golden_images)
         os.rename(partial, output_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

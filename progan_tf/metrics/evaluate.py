@@ -98,6 +98,27 @@ def evaluate(
         ...                    lambda: generated_batches(generate, (512,), 16384))
         >>> print(format_results_table(results))
     """
+    names = _checked_names(metric_names, num_images)
+    count = {name: num_images or PROTOCOL_IMAGES[name] for name in names}
+    if "fid" in names and feature_model is None:
+        feature_model = fid.load_feature_model(inception_weights)
+    real_feeds, fake_feeds = _feeds(names, count, seed, swd_max_descriptors_per_level, feature_model)
+
+    start = time.perf_counter()
+    for side, batches_fn, feeds in (("real", real_batches_fn, real_feeds), ("fake", fake_batches_fn, fake_feeds)):
+        if feeds:
+            _stream(side, batches_fn, feeds, verbose)
+    results = _results(names, real_feeds, fake_feeds, seed, verbose)
+    results["num_images"] = {
+        "real": max([f.received for f in real_feeds], default=0),
+        "fake": max([f.received for f in fake_feeds], default=0),
+    }
+    results["seconds"] = round(time.perf_counter() - start, 2)
+    return results
+
+
+def _checked_names(metric_names, num_images):
+    """The metric names without duplicates; a UserInputError for an unknown one or a bad count."""
     names = list(dict.fromkeys(metric_names))
     unknown = [n for n in names if n not in METRICS]
     if not names or unknown:
@@ -108,10 +129,11 @@ def evaluate(
         raise UserInputError(
             f"num_images must be an integer >= 2 (or None for the protocol counts). Received: num_images={num_images}"
         )
-    count = {name: num_images or PROTOCOL_IMAGES[name] for name in names}
-    if "fid" in names and feature_model is None:
-        feature_model = fid.load_feature_model(inception_weights)
+    return names
 
+
+def _feeds(names, count, seed, swd_max_descriptors_per_level, feature_model):
+    """The (real, fake) lists of `_Feed`s of the metrics `names`, `count[name]` images each."""
     real_feeds, fake_feeds = [], []
     if "swd" in names:
         cap = swd_max_descriptors_per_level
@@ -125,17 +147,17 @@ def evaluate(
     if "fid" in names:
         real_feeds.append(_Feed("fid", fid.FIDFeatures(feature_model), count["fid"]))
         fake_feeds.append(_Feed("fid", fid.FIDFeatures(feature_model), count["fid"]))
+    return real_feeds, fake_feeds
 
-    start = time.perf_counter()
-    results = {}
-    for side, batches_fn, feeds in (("real", real_batches_fn, real_feeds), ("fake", fake_batches_fn, fake_feeds)):
-        if feeds:
-            _stream(side, batches_fn, feeds, verbose)
+
+def _results(names, real_feeds, fake_feeds, seed, verbose):
+    """The metrics' values from their fed accumulators."""
     by_metric = {
         (side, feed.metric): feed.accumulator
         for side, feeds in (("real", real_feeds), ("fake", fake_feeds))
         for feed in feeds
     }
+    results = {}
     if "swd" in names:
         real_swd, fake_swd = by_metric["real", "swd"], by_metric["fake", "swd"]
         results.update(swd.swd_result(real_swd, fake_swd, seed=seed, verbose=verbose))
@@ -145,11 +167,6 @@ def evaluate(
         results.update(by_metric["real", "ms_ssim_real"].result())
     if "fid" in names:
         results.update(fid.fid_result(by_metric["real", "fid"], by_metric["fake", "fid"]))
-    results["num_images"] = {
-        "real": max([f.received for f in real_feeds], default=0),
-        "fake": max([f.received for f in fake_feeds], default=0),
-    }
-    results["seconds"] = round(time.perf_counter() - start, 2)
     return results
 
 

@@ -12,12 +12,11 @@ checkpoint) or `metrics-YYYYmmdd-HHMMSS.json` and, for a run's checkpoint, appen
 
 import datetime
 import json
-import pathlib
 
 import numpy as np
-from PIL import Image
+import tensorflow as tf
 
-from progan_tf import atomic_files
+from progan_tf import atomic_files, run_files
 from progan_tf.data import load_manifest
 from progan_tf.errors import UserInputError
 from progan_tf.metrics import sources
@@ -53,8 +52,8 @@ def metric_names(requested):
 
 
 def _check_image_dir(path, name):
-    path = pathlib.Path(path).expanduser()
-    if not path.is_dir():
+    path = atomic_files.as_user_path(path)
+    if not sources.is_folder(path):
         raise UserInputError(
             f"--{name} must be a folder of images or a dataset pyramid (python -m datasets.build). "
             f"Received: {name}={str(path)!r}"
@@ -73,7 +72,7 @@ def infer_resolution(path):
     """A pyramid's largest level, or the smaller side of a folder's first image."""
     if sources.is_pyramid(path):
         return max(load_manifest(str(path))["resolutions"])
-    with Image.open(sources.list_image_files(path)[0]) as image:
+    with sources.open_image(sources.list_image_files(path)[0]) as image:
         return min(image.size)
 
 
@@ -133,6 +132,7 @@ def evaluate_to_files(
         checkpoint: the run checkpoint the generator came from: the report is named by the
             generator's kimg and records the path.
         stats_path: a run's stats.jsonl to append the results to.
+        Each path may be local or on any filesystem `tf.io.gfile` reaches (gs://, s3://, ram://).
 
     Returns:
         The report dict written to the JSON file, plus "path".
@@ -143,55 +143,52 @@ def evaluate_to_files(
             f"generator={generator.description if generator is not None else None}"
         )
     real_path = _check_image_dir(real_dir, "real_dir")
-    if generator is not None:
-        resolution = generator.resolution
-        fake_description = generator.description
-        fake_count = num_images or max(PROTOCOL_IMAGES.values())
-        fake_batches = lambda: sources.generated_batches(  # noqa: E731
-            generator, (generator.latent_size,), fake_count, seed=seed
-        )
-    else:
-        fake_path = _check_image_dir(fake_dir, "fake_dir")
-        fake_description = sources.describe_image_dir(fake_path)
-        resolution = resolution or infer_resolution(real_path)
-        fake_batches = image_dir_batches(fake_path, resolution)
-    real_batches = image_dir_batches(real_path, resolution)
+    resolution, fake_description, fakes = _fake_side(generator, fake_dir, resolution, real_path, num_images, seed)
     real_description = sources.describe_image_dir(real_path)
     print(
         f"evaluate: {', '.join(metric_names)} at {resolution}x{resolution}; real: {real_description}; "
         f"fake: {fake_description}; images per side: {num_images or 'protocol counts'}",
         flush=True,
     )
-    results = evaluate(
-        metric_names,
-        real_batches,
-        fake_batches,
-        num_images=num_images,
-        seed=seed,
-        inception_weights=inception_weights,
-    )
-    results = _json_ready(results)
+    reals = image_dir_batches(real_path, resolution)
+    options = dict(num_images=num_images, seed=seed, inception_weights=inception_weights)
+    results = _json_ready(evaluate(metric_names, reals, fakes, **options))
     print(format_results_table(results))
-
-    kimg = generator.kimg if checkpoint is not None else None
     report = {
         "metrics": results,
         "resolution": resolution,
         "real": real_description,
         "fake": fake_description,
-        "kimg": kimg,
+        "kimg": generator.kimg if checkpoint is not None else None,
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
         "seed": seed,
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    output_dir = pathlib.Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / results_file_name(kimg)
+    report["path"] = str(_write_report(report, output_dir, stats_path))
+    return report
+
+
+def _fake_side(generator, fake_dir, resolution, real_path, num_images, seed):
+    """(resolution, description, batches callable) of the fake side: a generator at its own
+    resolution, or a folder at `resolution` (default: `infer_resolution(real_path)`)."""
+    if generator is not None:
+        count = num_images or max(PROTOCOL_IMAGES.values())
+        batches = lambda: sources.generated_batches(generator, (generator.latent_size,), count, seed=seed)  # noqa: E731
+        return generator.resolution, generator.description, batches
+    fake_path = _check_image_dir(fake_dir, "fake_dir")
+    resolution = resolution or infer_resolution(real_path)
+    return resolution, sources.describe_image_dir(fake_path), image_dir_batches(fake_path, resolution)
+
+
+def _write_report(report, output_dir, stats_path):
+    """Writes the JSON report into `output_dir` (created) and appends its results to `stats_path`
+    (when given); returns the report's path."""
+    output_dir = atomic_files.as_path(output_dir)
+    tf.io.gfile.makedirs(str(output_dir))
+    path = output_dir / results_file_name(report["kimg"])
     atomic_files.write_atomically(path, json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     if stats_path is not None:
-        with open(stats_path, "a") as handle:
-            handle.write(json.dumps(stats_record(results, kimg, checkpoint)) + "\n")
+        run_files.append_line(stats_path, stats_record(report["metrics"], report["kimg"], report["checkpoint"]))
         print(f"appended the results to {stats_path}")
-    report["path"] = str(path)
-    return report
+    return path

@@ -2,14 +2,17 @@
 
 Every source is a plain iterator of uint8 arrays (N, R, R, 3), so a metric streams over any number
 of images while holding one batch. `evaluate` takes zero-argument callables that return such an
-iterator, e.g. `lambda: folder_batches("data/celeba128", 128)`.
+iterator, e.g. `lambda: folder_batches("data/celeba128", 128)`. Folders and pyramids may be on any
+filesystem `tf.io.gfile` reaches (gs://, s3://, ram://).
 """
 
-import pathlib
+import io
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
+from progan_tf import atomic_files
 from progan_tf.data import iterate_images
 from progan_tf.errors import UserInputError
 from progan_tf.latents import seeded_latents
@@ -18,15 +21,19 @@ from progan_tf.pyramid_format import MANIFEST_NAME
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
+def is_folder(path):
+    return tf.io.gfile.isdir(str(atomic_files.as_user_path(path)))
+
+
 def list_image_files(folder):
     """Sorted image files (by name) directly inside `folder`; a UserInputError if there are none."""
-    folder = pathlib.Path(folder).expanduser()
-    if not folder.is_dir():
+    folder = atomic_files.as_user_path(folder)
+    if not is_folder(folder):
         raise UserInputError(
             f"image folder not found; expected a directory of {'/'.join(IMAGE_SUFFIXES)} files. "
             f"Received: folder={str(folder)!r}"
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(folder / name for name in tf.io.gfile.listdir(str(folder)) if name.lower().endswith(IMAGE_SUFFIXES))
     if not files:
         raise UserInputError(
             f"no images in folder; expected {'/'.join(IMAGE_SUFFIXES)} files. Received: folder={str(folder)!r}"
@@ -34,9 +41,14 @@ def list_image_files(folder):
     return files
 
 
+def open_image(path):
+    """A PIL image of a local or `tf.io.gfile` file (use it in a `with`)."""
+    return Image.open(path) if atomic_files.is_local(path) else Image.open(io.BytesIO(atomic_files.read_bytes(path)))
+
+
 def load_image(path, resolution):
     """Reads one image as uint8 (resolution, resolution, 3): RGB, centre-cropped square, Lanczos resize."""
-    with Image.open(path) as image:
+    with open_image(path) as image:
         image = image.convert("RGB")
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2
@@ -110,7 +122,8 @@ def pyramid_batches(pyramid_dir, resolution, batch_size=64, limit=None):
 
 def is_pyramid(path):
     """Whether `path` is a dataset pyramid (has a manifest) rather than a folder of images."""
-    return (pathlib.Path(path) / MANIFEST_NAME).is_file()
+    manifest = atomic_files.path_in(path, MANIFEST_NAME)
+    return atomic_files.exists(manifest) and not tf.io.gfile.isdir(str(manifest))
 
 
 def describe_image_dir(path):
