@@ -16,10 +16,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
+from step_setup import started_model, synthetic_batches  # noqa: E402
 
 from progan_tf import cost_model  # noqa: E402
 from progan_tf.networks import NetworkConfig  # noqa: E402
-from progan_tf.progan import ProGAN  # noqa: E402
 from progan_tf.schedule import ScheduleConfig, phases  # noqa: E402
 
 
@@ -37,17 +37,15 @@ def main():
     schedule = ScheduleConfig(default_batch_size=args.batch)
     phase = next(p for p in phases(schedule) if p.resolution == 1024 and p.kind == args.phase)
     start = time.perf_counter()
-    model = ProGAN(network, seed=1)
-    model.start_phase(phase)
+    model = started_model(network, phase)
     build_seconds, build_rss = time.perf_counter() - start, peak_rss_gib()
-    reals = tf.random.uniform((args.batch, 1024, 1024, 3), -1.0, 1.0)
     strategy = tf.distribute.get_strategy()
-    iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(reals).repeat()))
+    iterator = synthetic_batches(phase, network.num_channels, strategy)
     step = model.make_distributed_step(strategy)
     seconds = []
     for _ in range(args.iterations):
         start = time.perf_counter()
-        float(step(iterator)["sums"]["d_loss"])
+        step(iterator)  # returns host values: the iteration has finished
         seconds.append(time.perf_counter() - start)
     flops = cost_model.iteration_flops(network, 1024, phase.fade_in, args.batch)
     print(

@@ -1,6 +1,7 @@
 """Training-iteration throughput per phase, and its efficiency against the machine's convolution ceiling.
 
 Usage: python bench/bench_train_step.py [--widths=narrow,wide] [--resolution=32] [--seconds=2] [--jit_compile]
+    [--intra_op_threads=0]
 
 For each width preset and phase it prints ms per iteration with one iteration per compiled call
 and with the trainer's default iterations per call (`TrainConfig.steps_per_call` = 0: 16 at 4x4
@@ -14,33 +15,17 @@ strategy is used.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
+from step_setup import WIDTHS, network_and_phases, started_model, synthetic_batches, timed_calls  # noqa: E402
 
-from progan_tf import cost_model, training  # noqa: E402
+from progan_tf import call_boundaries, cost_model  # noqa: E402
 from progan_tf.config import TrainConfig  # noqa: E402
-from progan_tf.networks import NetworkConfig  # noqa: E402
-from progan_tf.progan import ProGAN  # noqa: E402
-from progan_tf.schedule import ScheduleConfig, phases  # noqa: E402
 
-# name: (fmap_base, fmap_max, latent_size, batch). "narrow" is the first demo's widths.
-WIDTHS = {"narrow": (256, 32, 64, 16), "wide": (1024, 128, 128, 32)}
 # Large 3x3 convolutions (batch, size, channels) whose best rate is the ceiling.
 CEILING_SHAPES = ((32, 32, 128), (16, 64, 64), (32, 16, 256))
-
-
-def timed_calls(function, seconds, min_calls=5):
-    """Mean seconds per call of `function()` over at least `seconds` (after 2 warm-up calls)."""
-    for _ in range(2):
-        function()
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < seconds:
-        function()
-        calls += 1
-    return (time.perf_counter() - start) / calls
 
 
 def conv_ceiling_gflops(seconds):
@@ -57,16 +42,11 @@ def conv_ceiling_gflops(seconds):
 
 def time_phase(network, phase, seconds, iterations_per_call, jit_compile=False):
     """Seconds per training iteration of one phase, `iterations_per_call` iterations per call."""
-    model = ProGAN(network, seed=1, jit_compile=jit_compile)
-    model.start_phase(phase)
-    shape = (phase.batch_size, phase.resolution, phase.resolution, network.num_channels)
-    dataset = tf.data.Dataset.from_tensors(tf.random.uniform(shape, -1.0, 1.0)).repeat()
+    model = started_model(network, phase, jit_compile=jit_compile)
     strategy = tf.distribute.get_strategy()
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    step = model.make_distributed_step(strategy)
-    count = tf.constant(iterations_per_call)
-    call = lambda: tf.nest.map_structure(lambda value: value.numpy(), step(iterator, count))  # noqa: E731
-    return timed_calls(call, seconds) / iterations_per_call
+    iterator = synthetic_batches(phase, network.num_channels, strategy)
+    step = model.make_distributed_step(strategy)  # it returns host values: all statistics fetched
+    return timed_calls(lambda: step(iterator, iterations_per_call), seconds) / iterations_per_call
 
 
 def main():
@@ -75,7 +55,9 @@ def main():
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per phase")
     parser.add_argument("--jit_compile", action="store_true", help="XLA-compile the gradient computations")
+    parser.add_argument("--intra_op_threads", type=int, default=0, help="TensorFlow intra-op threads (0 = all cores)")
     args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     ceiling = conv_ceiling_gflops(args.seconds)
     print(
         f"3x3 convolution ceiling (float32, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
@@ -86,13 +68,9 @@ def main():
         f"{'ms/iter':>8} {'img/s':>8} {'GFLOP/iter':>10} {'GFLOP/s':>8} {'ceiling':>7}"
     )
     for name in args.widths.split(","):
-        fmap_base, fmap_max, latent_size, batch = WIDTHS[name]
-        network = NetworkConfig(
-            resolution=args.resolution, latent_size=latent_size, fmap_base=fmap_base, fmap_max=fmap_max
-        )
-        schedule = ScheduleConfig(final_resolution=args.resolution, total_kimg=1e6, default_batch_size=batch)
-        for phase in phases(schedule):
-            per_call = training.steps_per_call(TrainConfig(data_dir="", run_dir=""), phase.resolution)
+        network, all_phases = network_and_phases(args.resolution, *WIDTHS[name])
+        for phase in all_phases:
+            per_call = call_boundaries.steps_per_call(TrainConfig(data_dir="", run_dir=""), phase.resolution)
             single = time_phase(network, phase, args.seconds, 1, args.jit_compile)
             seconds = time_phase(network, phase, args.seconds, per_call, args.jit_compile) if per_call > 1 else single
             flops = cost_model.iteration_flops(network, phase.resolution, phase.fade_in, phase.batch_size)

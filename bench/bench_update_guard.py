@@ -1,11 +1,13 @@
-"""Cost of the finite-update guard (`progan.apply_if_finite`) per training step.
+"""Cost of the guarded update (`guarded_update.apply_if_finite`) per training step.
 
 Usage: python bench/bench_update_guard.py [--fmap_base=256 --fmap_max=32 --latent_size=64 --batch=16]
 
 For every phase it times, in one process and interleaved (so a loaded machine slows both alike),
-(a) Adam's plain `apply_gradients` on the critic's and the generator's variables and (b) the
-guarded apply (finite check of the gradients, snapshot, apply, finite check of every touched
-variable, all-reduced flags), and prints their difference next to a whole training step.
+(a) Keras Adam's plain, unguarded `apply_gradients` on the critic's and the generator's variables
+and (b) the guarded apply the trainer uses (finite check of the gradients and the loss, snapshot,
+fused Adam update, finite check of the weights and moments, agreed flag, rollback branch), and
+prints their difference next to a whole training step: negative when the fused update saves more
+than the guard costs.
 """
 
 import argparse
@@ -15,10 +17,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+from step_setup import network_and_phases, started_model, synthetic_batches  # noqa: E402
 
-from progan_tf.networks import NetworkConfig  # noqa: E402
-from progan_tf.progan import ProGAN, apply_if_finite  # noqa: E402
-from progan_tf.schedule import ScheduleConfig, phases  # noqa: E402
+from progan_tf.guarded_update import apply_if_finite  # noqa: E402
 
 
 def _median_ms(fn, repeats):
@@ -31,8 +32,7 @@ def _median_ms(fn, repeats):
 
 
 def time_phase(network, phase, repeats):
-    model = ProGAN(network, seed=1)
-    model.start_phase(phase)
+    model = started_model(network, phase)
     pairs = [(model.d_optimizer, model.d_model.trainable_weights), (model.g_optimizer, model.g_model.trainable_weights)]
     # Small gradients: the weights barely move over the repeats.
     grads = [[tf.random.normal(v.shape, stddev=1e-6) for v in variables] for _, variables in pairs]
@@ -50,9 +50,9 @@ def time_phase(network, phase, repeats):
             results.append(apply_if_finite(optimizer, g, variables)[1])
         return results
 
-    shape = (phase.batch_size, phase.resolution, phase.resolution, network.num_channels)
-    iterator = iter(tf.data.Dataset.from_tensors(tf.random.uniform(shape, -1.0, 1.0)).repeat())
-    step = model.make_distributed_step(tf.distribute.get_strategy())
+    strategy = tf.distribute.get_strategy()
+    iterator = synthetic_batches(phase, network.num_channels, strategy)
+    step = model.make_distributed_step(strategy)
     for fn in (plain, guarded, lambda: step(iterator)):
         for _ in range(3):
             fn()
@@ -60,7 +60,7 @@ def time_phase(network, phase, repeats):
     for _ in range(repeats):  # interleaved
         plain_ms.append(_median_ms(lambda: plain().numpy(), 5))
         guarded_ms.append(_median_ms(lambda: [r.numpy() for r in guarded()], 5))
-        step_ms.append(_median_ms(lambda: float(step(iterator)["sums"]["d_loss"]), 3))
+        step_ms.append(_median_ms(lambda: step(iterator), 3))
     return min(plain_ms), min(guarded_ms), min(step_ms)
 
 
@@ -73,15 +73,14 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    network = NetworkConfig(
-        resolution=args.resolution, latent_size=args.latent_size, fmap_base=args.fmap_base, fmap_max=args.fmap_max
+    network, all_phases = network_and_phases(
+        args.resolution, args.fmap_base, args.fmap_max, args.latent_size, args.batch
     )
-    schedule = ScheduleConfig(final_resolution=args.resolution, total_kimg=1e6, default_batch_size=args.batch)
     print(
         f"{'resolution':>10} {'phase':<9} {'adam ms':>8} {'guarded ms':>10} {'guard ms':>8} "
         f"{'step ms':>8} {'guard/step':>10}"
     )
-    for phase in phases(schedule):
+    for phase in all_phases:
         plain_ms, guarded_ms, step_ms = time_phase(network, phase, args.repeats)
         label = f"{phase.resolution}x{phase.resolution}"
         guard = guarded_ms - plain_ms

@@ -4,27 +4,13 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from progan_tf import losses
+from progan_tf import distributed_step, losses
 from progan_tf.config import LossConfig, OptimizerConfig
 from progan_tf.data import uint8_to_float
+from progan_tf.distributed_step import SKIP_REASONS  # noqa: F401 (the trainer imports it from here)
 from progan_tf.errors import UserInputError
+from progan_tf.guarded_update import apply_if_finite
 from progan_tf.networks import GrowingDiscriminator, GrowingGenerator
-
-# The per-iteration statistics of `train_step` (sorted), then the fade alpha.
-STATISTICS = (
-    "d_finite",
-    "d_grads_finite",
-    "d_loss",
-    "fake_score",
-    "g_finite",
-    "g_grads_finite",
-    "g_loss",
-    "gradient_penalty",
-    "real_score",
-    "alpha",
-)
-# What a skipped iteration found not finite: critic / generator loss or gradients, or the update.
-SKIP_REASONS = ("critic loss/gradients", "critic update", "generator loss/gradients", "generator update")
 
 # Purposes of the stateless random streams drawn every iteration.
 _NOISE_D_LATENTS, _NOISE_G_LATENTS, _NOISE_GP_MIX = 0, 1, 2
@@ -51,77 +37,6 @@ def make_adam(learning_rate, optimizer_config, mixed_precision):
         epsilon=optimizer_config.epsilon,
     )
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
-
-
-def _all_finite(tensors):
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
-
-
-def _agreed(flag):
-    """True on every replica when `flag` holds on all of them (one all-reduce); replica context."""
-    context = tf.distribute.get_replica_context()
-    failures = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(flag, tf.float32))
-    return failures < 0.5
-
-
-def apply_if_finite(optimizer, grads, variables, checked=()):
-    """Applies `grads` on every replica or on none, and keeps the update only if it left every
-    variable it touched finite.
-
-    Finite gradients do not make a finite update: Adam's second moment overflows to inf from
-    gradients above ~1.8e19, and the weights turn NaN one step later. So the update's variables
-    (the weights and all optimizer variables) are read before it, checked after it, and written
-    back when any replica found a non-finite value. Reading a resource variable keeps its value:
-    the in-place update copies the buffer first, so the snapshot costs one copy, not two.
-
-    Must be called in a replica context. A loss-scale optimizer is applied even when the inputs
-    are not finite: it skips such updates itself and lowers its scale.
-
-    Args:
-        optimizer: A Keras optimizer (or `LossScaleOptimizer`) built on `variables`.
-        grads: This replica's gradients of `variables`.
-        variables: The variables to update.
-        checked: Further tensors (the loss) that must be finite on every replica.
-
-    Returns:
-        (inputs_finite, applied): agreed booleans; `applied` is false when the inputs were not
-        finite or the update was rolled back.
-    """
-    inputs_finite = _agreed(_all_finite([*grads, *checked]))
-    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-    if loss_scaled:
-        # Keras' loss-scale optimizer decides from replica 0's local gradients alone; poison every
-        # replica's gradients when any replica overflowed, so all of them skip and rescale.
-        poison = tf.where(inputs_finite, 0.0, float("nan"))
-        grads = [g + tf.cast(poison, g.dtype) for g in grads]
-    state = [v.value for v in (*variables, *optimizer.variables)]
-    floating = [v for v in state if v.dtype.is_floating]
-
-    def apply_and_check(strategy, grads):
-        snapshot = strategy.extended.call_for_each_replica(lambda: [tf.identity(v) for v in state])
-        strategy.extended.call_for_each_replica(lambda g: optimizer.apply_gradients(zip(g, variables)), args=(grads,))
-        kept = strategy.experimental_local_results(
-            strategy.extended.call_for_each_replica(lambda: _agreed(_all_finite(floating)))
-        )[0]
-
-        def roll_back():
-            for variable, saved in zip(state, snapshot):
-                strategy.extended.update(variable, lambda v, s: v.assign(s), args=(saved,), group=False)
-
-        tf.cond(kept, lambda: None, roll_back)
-        return kept
-
-    def apply_in_cross_replica_context(strategy, grads, inputs_finite):
-        # A cond whose branch all-reduces (inside apply_gradients) must sit in cross-replica
-        # context; every replica computed the same flag.
-        agreed = strategy.experimental_local_results(inputs_finite)[0]
-        if loss_scaled:
-            return tf.logical_and(agreed, apply_and_check(strategy, grads))
-        return tf.cond(agreed, lambda: apply_and_check(strategy, grads), lambda: tf.constant(False))
-
-    context = tf.distribute.get_replica_context()
-    applied = context.merge_call(apply_in_cross_replica_context, args=(grads, inputs_finite))
-    return inputs_finite, applied
 
 
 class ProGAN(keras.Model):
@@ -315,85 +230,23 @@ class ProGAN(keras.Model):
             average.assign(weight + beta * (average - weight))
 
     def make_distributed_step(self, strategy):
-        """A compiled function running several iterations across all replicas in one call.
+        """A function running several iterations across all replicas in one compiled call.
 
-        `step(iterator, num_steps, stop_flags)` runs `num_steps` iterations (a tensor, so any
-        count reuses one trace) in a `tf.while_loop`: each moves every fade alpha to the
-        schedule's value at the current image count, runs `train_step` and counts the global
-        batch. Statistics stay on the device until the call returns: per iteration they are
-        reduced across replicas as one vector (one collective), together with `stop_flags` (this
-        worker's [SIGINT, SIGTERM] requests: positive on every worker when any worker asked to
-        stop, so all of them stop after the same call).
+        `step(iterator, num_steps=1, stop_flags=(0, 0))` runs `num_steps` iterations (passed to
+        the compiled loop as a tensor, so any count reuses one trace) in a `tf.while_loop`: each
+        moves every fade alpha to the schedule's value at the current image count, runs
+        `train_step` and counts the global batch. Statistics stay on the device until the call
+        returns: per iteration they are reduced across replicas as one vector (one collective),
+        together with `stop_flags` (this worker's [SIGINT, SIGTERM] requests: positive on every
+        worker when any worker asked to stop, so all of them stop after the same call).
 
         A call whose `stop_flags` are set on any worker ends after its first iteration.
 
-        Returns a dict: `iterations` (run by this call), `sums` ({statistic: sum over them of the
-        replica mean},
-        `alpha` included), `stop_sigint`, `stop_sigterm`, and the skip streak within the call:
-        `streak_broken` (an iteration applied both updates), `streak` (the skipped iterations
-        since the last such one, or since the call began) and `streak_<reason>` counts of what
-        was not finite in them (`SKIP_REASONS`).
+        Returns the `step` function. Each call returns a dict of Python numbers, copied to the
+        host as one vector: `iterations` (run by this call), `sums` ({statistic: sum over them
+        of the replica mean}, `alpha` included), `stop_sigint`, `stop_sigterm`, and the skip
+        streak within the call: `streak_broken` (an iteration applied both updates), `streak`
+        (the skipped iterations since the last such one, or since the call began) and
+        `streak_<reason>` counts of what was not finite in them (`SKIP_REASONS`).
         """
-        global_batch = self.phase.batch_size
-        names = STATISTICS
-        index = {name: i for i, name in enumerate(names)}
-
-        def replica_step(reals, flags):
-            stats = self.train_step(reals)
-            if sorted(stats) != sorted(names[:-1]):
-                raise ValueError(f"train_step statistics changed: update STATISTICS. Received: {sorted(stats)}")
-            values = [tf.cast(stats[name], tf.float32) for name in names[:-1]]
-            return tf.concat([tf.stack(values), flags], axis=0)
-
-        def one_iteration(iterator, flags):
-            alpha = self.phase.alpha(self.images_shown)
-            for network in self.networks.values():
-                network.fade.alpha.assign(alpha)
-            per_replica = strategy.run(replica_step, args=(next(iterator), flags))
-            values = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
-            self.images_shown.assign_add(global_batch)
-            return tf.concat([values[: len(names) - 1], [alpha]], axis=0), values[len(names) - 1 :]
-
-        def skip_reasons(values):
-            d_skipped, g_skipped = values[index["d_finite"]] < 0.5, values[index["g_finite"]] < 0.5
-            d_grads, g_grads = values[index["d_grads_finite"]] < 0.5, values[index["g_grads_finite"]] < 0.5
-            reasons = [d_skipped & d_grads, d_skipped & ~d_grads, g_skipped & g_grads, g_skipped & ~g_grads]
-            return tf.cast(tf.stack(reasons), tf.float32), d_skipped | g_skipped
-
-        @tf.function
-        def distributed_steps(iterator, num_steps=1, stop_flags=(0.0, 0.0)):
-            flags = tf.cast(stop_flags, tf.float32)
-
-            def body(i, sums, stops, broken, streak, reasons):
-                values, stops = one_iteration(iterator, flags)
-                skipped_reasons, skipped = skip_reasons(values)
-                broken = broken | ~skipped
-                streak = tf.where(skipped, streak + 1.0, 0.0)
-                reasons = tf.where(skipped, reasons + skipped_reasons, tf.zeros_like(reasons))
-                return i + 1, sums + values, stops, broken, streak, reasons
-
-            # A stop request (agreed by the all-reduce, so every worker decides alike) ends the
-            # call after the iteration that carried it.
-            iterations, sums, stops, broken, streak, reasons = tf.while_loop(
-                lambda i, sums, stops, *_: (i < num_steps) & (tf.reduce_max(stops) <= 0.0),
-                body,
-                (
-                    tf.constant(0),
-                    tf.zeros([len(names)]),
-                    tf.zeros([2]),
-                    tf.constant(False),
-                    tf.constant(0.0),
-                    tf.zeros([len(SKIP_REASONS)]),
-                ),
-            )
-            return {
-                "iterations": iterations,
-                "sums": dict(zip(names, tf.unstack(sums))),
-                "stop_sigint": stops[0],
-                "stop_sigterm": stops[1],
-                "streak_broken": broken,
-                "streak": streak,
-                **{f"streak_{reason}": count for reason, count in zip(SKIP_REASONS, tf.unstack(reasons))},
-            }
-
-        return distributed_steps
+        return distributed_step.make_distributed_step(self, strategy)

@@ -256,8 +256,7 @@ class _TrainingLoop:
         limit = 1 if first_call or ramping else steps_per_call(config, phase.resolution)
         iterations = iterations_until_boundary(config, phase, self.images_shown, self.total_images, limit)
         try:
-            call = step(iterator, tf.constant(iterations), tf.constant(self.stop_requests.as_flags()))
-            call = tf.nest.map_structure(lambda value: value.numpy(), call)
+            call = step(iterator, iterations, self.stop_requests.as_flags())
         except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
             raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
         iterations = int(call["iterations"])  # fewer than asked when a stop was requested

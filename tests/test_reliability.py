@@ -29,9 +29,10 @@ import pytest
 import tensorflow as tf
 
 from progan_tf import checkpoint as ckpt_lib
-from progan_tf import interrupts, run_directory, run_files, run_log
+from progan_tf import guarded_update, interrupts, run_directory, run_files, run_log
+from progan_tf.guarded_update import apply_if_finite
 from progan_tf.networks import NetworkConfig
-from progan_tf.progan import ProGAN, apply_if_finite
+from progan_tf.progan import ProGAN
 from progan_tf.schedule import ScheduleConfig, phases
 from tests import helpers_training as helpers
 
@@ -173,6 +174,31 @@ def test_update_that_overflows_adam_from_finite_gradients_is_rolled_back(loss_sc
     assert np.isnan(plain.numpy()[0])
 
 
+def test_fused_adam_update_matches_keras_adam_over_several_steps():
+    # beta_1 > 0 so the first moment carries over; float tolerance, not bit equality: the fused
+    # kernel and Keras' ops may round differently.
+    rng = np.random.default_rng(3)
+    initial = [rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(5,)).astype(np.float32)]
+    settings = dict(learning_rate=0.01, beta_1=0.5, beta_2=0.99, epsilon=1e-8)
+    fused_weights, keras_weights = [[keras.Variable(w) for w in initial] for _ in range(2)]
+    fused, reference = keras.optimizers.Adam(**settings), keras.optimizers.Adam(**settings)
+    fused.build(fused_weights)
+    reference.build(keras_weights)
+    assert guarded_update._fusable(fused)  # the fused kernel, not Keras' own apply, is under test
+    step = tf.function(lambda grads: apply_if_finite(fused, grads, fused_weights, checked=[tf.constant(0.0)]))
+    for _ in range(4):
+        grads = [tf.constant(rng.normal(scale=3.0, size=w.shape).astype(np.float32)) for w in initial]
+        inputs_finite, applied = step(grads)
+        assert bool(inputs_finite) and bool(applied)
+        reference.apply_gradients(zip(grads, keras_weights))
+    assert int(fused.iterations.numpy()) == int(reference.iterations.numpy()) == 4
+    for ours, theirs in zip(fused.variables, reference.variables):  # iterations, rate, moments
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
+    for ours, theirs in zip(fused_weights, keras_weights):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
+        assert not np.array_equal(ours.numpy(), initial[0] if ours.shape == (3, 4) else initial[1])
+
+
 _REPLICA_SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -181,7 +207,7 @@ _REPLICA_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from progan_tf.progan import apply_if_finite
+    from progan_tf.guarded_update import apply_if_finite
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         weights = keras.Variable(np.array([1.0, -2.0], np.float32))
@@ -202,6 +228,7 @@ _REPLICA_SCRIPT = textwrap.dedent(
                 for t in strategy.experimental_local_results(v.value)]
 
     out = {}
+    out["initial"] = copies()
     out["first"] = [bool(x) for x in step(tf.constant([[1.0, 1.0], [0.5, 0.5]]))[0]]
     out["before"] = copies()
     finite, applied = step(tf.constant([[1.0, 1.0], [3e19, 1.0]]))  # replica 1 alone overflows Adam
@@ -219,6 +246,9 @@ def test_two_replicas_roll_back_together(tmp_path):
     helpers.run_checked([sys.executable, str(script), str(tmp_path / "out.json")])
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["first"] == [True, True]
+    # The first update reached both copies of the weights and of both moments, alike.
+    assert out["before"][0::2] == out["before"][1::2]
+    assert out["before"][0] != out["initial"][0]
     # Both replicas saw finite inputs; the update overflowed on one; both rolled back.
     assert out["overflow"] == [True, True, False]
     assert out["after"] == out["before"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from progan_tf import call_boundaries
+from progan_tf import call_boundaries, distributed_step
 from progan_tf.config import TrainConfig
 from progan_tf.networks import NetworkConfig
 from progan_tf.progan import ProGAN
@@ -111,3 +111,21 @@ def test_a_stop_request_ends_the_call_after_one_iteration():
     assert int(call["iterations"]) == 1 and float(call["stop_sigterm"]) > 0
     assert int(model.images_shown.numpy()) == phase.start_images + BATCH
     assert int(step(_reals_iterator(phase.resolution, 8), 8)["iterations"]) == 8
+
+
+def test_the_packed_call_results_unpack_to_each_named_value():
+    sums = np.arange(1.0, 1.0 + len(distributed_step.STATISTICS), dtype=np.float32) / 4
+    reasons = np.array([0.0, 3.0, 1.0, 2.0], np.float32)
+    packed = distributed_step.pack_results(
+        tf.constant(7), tf.constant(sums), tf.constant([0.0, 1.0]), tf.constant(True), tf.constant(5.0), reasons
+    )
+    results = distributed_step.unpack_results(packed.numpy())
+    assert results["iterations"] == 7 and isinstance(results["iterations"], int)
+    assert results["sums"] == dict(zip(distributed_step.STATISTICS, sums.tolist()))
+    assert (results["stop_sigint"], results["stop_sigterm"]) == (0.0, 1.0)
+    assert results["streak_broken"] is True and results["streak"] == 5.0
+    assert [results[f"streak_{reason}"] for reason in distributed_step.SKIP_REASONS] == reasons.tolist()
+    assert len(packed.shape) == 1 and sorted(results) == sorted(
+        ["iterations", "sums", "stop_sigint", "stop_sigterm", "streak_broken", "streak"]
+        + [f"streak_{reason}" for reason in distributed_step.SKIP_REASONS]
+    )
