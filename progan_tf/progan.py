@@ -72,7 +72,9 @@ class ProGAN(keras.Model):
         self.optimizer_config = optimizer
         self.seed = int(seed)
         self.mixed_precision = bool(mixed_precision)
-        self.jit_compile = bool(jit_compile)
+        # Not `self.jit_compile`: keras.Model's property of that name turns itself off (with a
+        # warning) under op determinism, which would quietly drop --jit_compile with --deterministic.
+        self.xla_gradients = bool(jit_compile)
         self._xla_functions = {}
         self.generator = GrowingGenerator(network_config).build_all()
         self.discriminator = GrowingDiscriminator(network_config).build_all()
@@ -217,7 +219,7 @@ class ProGAN(keras.Model):
     def _compiled(self, function):
         """`function` itself, or XLA-compiled with `jit_compile` (the gradients only: the updates,
         their finite checks and the cross-replica agreement stay outside XLA)."""
-        if not self.jit_compile:
+        if not self.xla_gradients:
             return function
         compiled = self._xla_functions.get(function.__name__)
         if compiled is None:

@@ -257,7 +257,7 @@ class _TrainingLoop:
         iterations = iterations_until_boundary(config, phase, self.images_shown, self.total_images, limit)
         try:
             call = step(iterator, iterations, self.stop_requests.as_flags())
-        except tf.errors.DataLossError as error:  # a corrupt record: name the shard, not a traceback
+        except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:  # a corrupt or deleted shard: name it
             raise pyramid_check.explain_data_error(config.data_dir, phase.resolution, error) from None
         iterations = int(call["iterations"])  # fewer than asked when a stop was requested
         self.images_shown += iterations * phase.batch_size

@@ -105,6 +105,22 @@ def test_explain_data_error_names_the_corrupt_shard_among_several(tmp_path):
     assert "\n" not in str(explained)
 
 
+def test_a_shard_deleted_after_the_start_checks_is_one_line_naming_it(tmp_path):
+    pyramid = str(tmp_path / "p")
+    small_synthetic(pyramid, 30, shards_per_level=3)
+    dataset = data.make_dataset(pyramid, 8, 10, shuffle_buffer=30)  # checks the shards, opens none
+    shard = shard_path(pyramid, 8, index=1)
+    os.remove(shard)
+    with pytest.raises(Exception) as raised:
+        for _ in dataset.take(6):
+            pass
+    assert type(raised.value).__name__ == "NotFoundError"
+    explained = pyramid_check.explain_data_error(pyramid, 8, raised.value)
+    assert isinstance(explained, UserInputError) and "\n" not in str(explained)
+    assert str(explained).startswith("dataset shard ") and "missing" in str(explained)
+    assert str(explained).endswith(f"Received: {shard!r}")
+
+
 # --- The builder under filesystem faults --------------------------------------------------------
 
 

@@ -97,7 +97,11 @@ def test_xla_compiled_gradients_give_the_same_training():
     plain, phase = _model()
     compiled, _ = _model(jit_compile=True)
     plain_call = plain.make_distributed_step(tf.distribute.get_strategy())(_reals_iterator(phase.resolution, 3), 3)
+    # Under op determinism (an earlier test in this process may have turned it on) too.
+    tf.config.experimental.enable_op_determinism()
     xla_call = compiled.make_distributed_step(tf.distribute.get_strategy())(_reals_iterator(phase.resolution, 3), 3)
+    # Both gradient computations went through XLA.
+    assert sorted(compiled._xla_functions) == ["_discriminator_gradients", "_generator_gradients"]
     for name in ("d_loss", "g_loss", "gradient_penalty", "real_score", "fake_score"):
         assert float(xla_call["sums"][name]) == pytest.approx(float(plain_call["sums"][name]), rel=1e-3, abs=1e-4), name
     for a, b in zip(_state(plain), _state(compiled)):
