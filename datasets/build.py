@@ -47,7 +47,6 @@ worker processes), parallel.py (the worker pool), writer.py (shards and commit),
 build and the command line); verification is progan_tf/pyramid_check.py.
 """
 
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -64,7 +63,7 @@ startup.import_tensorflow_quietly()  # before the modules below import TensorFlo
 from absl import app, flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from datasets import imaging, parallel, sources, writer  # noqa: E402
+from datasets import imaging, parallel, problems, sources, writer  # noqa: E402
 from progan_tf import pyramid_check  # noqa: E402
 from progan_tf.errors import UserInputError  # noqa: E402
 from progan_tf.pyramid_format import FORMAT_NAME, FORMAT_VERSION  # noqa: E402
@@ -185,7 +184,7 @@ def _open_source(source, settings, tfds_manual_dir, tfds_data_dir, tfds_image_ke
         tfds_image_key,
     )
     if settings.strict and data_source.problems:
-        raise UserInputError(_fatal_problem_message(data_source.problems[0]))
+        raise UserInputError(problems.fatal_problem_message(data_source.problems[0]))
     return data_source
 
 
@@ -215,10 +214,10 @@ def _build_into(output, data_source, source, settings, started) -> dict:
         target = min(settings.num_images, target)
     levels, record_names = _write_levels(output, data_source, target, settings)
     if not record_names:
-        problems = data_source.problems
+        skipped = data_source.problems
         raise UserInputError(
-            f"no usable images: all {len(problems)} candidates were skipped (first: "
-            f"{problems[0]['file']}: {problems[0]['reason']}). Received: source={source!r}"
+            f"no usable images: all {len(skipped)} candidates were skipped (first: "
+            f"{skipped[0]['file']}: {skipped[0]['reason']}). Received: source={source!r}"
         )
     output.write_text(output.record_names_file(), "".join(record_name + "\n" for record_name in record_names))
     manifest = _manifest(settings, levels, record_names, data_source, output.record_names_file(), time.time() - started)
@@ -250,7 +249,7 @@ def _write_levels(output, data_source, target, settings):
                 ) as bar,
             ):
                 for result, records in loaded:
-                    _note_problems(result, data_source.problems, settings.strict)
+                    problems.note_problems(result, data_source.problems, settings.strict)
                     if records is None:
                         continue
                     for level_writer, record in zip(level_writers, records):
@@ -263,15 +262,6 @@ def _write_levels(output, data_source, target, settings):
         finally:
             for level_writer in level_writers:
                 level_writer.close()
-
-
-def _note_problems(result, problems, strict):
-    if result.note:
-        problems.append({"file": result.name, "reason": result.note, "fatal": False})
-    if result.skip_reason:
-        problems.append({"file": result.name, "reason": result.skip_reason, "fatal": True})
-    if strict and (result.note or result.skip_reason):
-        raise UserInputError(_fatal_problem_message(problems[-1]))
 
 
 def _manifest(settings, levels, record_names, data_source, record_names_file, seconds) -> dict:
@@ -297,27 +287,6 @@ def _manifest(settings, levels, record_names, data_source, record_names_file, se
             "non_square": settings.non_square,
         },
     }
-
-
-def _fatal_problem_message(problem) -> str:
-    return (
-        f"{problem['file']}: {problem['reason']}; refusing because of --strict "
-        f"(without it the file is {'skipped' if problem['fatal'] else 'converted'} and reported)"
-    )
-
-
-def summarize_problems(problems: list, max_files: int = 5) -> list:
-    """One line per kind of problem: count, reason and the first few files."""
-    groups = collections.defaultdict(list)
-    for problem in problems:
-        groups[(problem["fatal"], problem["reason"].split(" (")[0])].append(problem["file"])
-    lines = []
-    for (skipped, reason), files in sorted(groups.items()):
-        shown = ", ".join(files[:max_files]) + (
-            f", ... ({len(files) - max_files} more)" if len(files) > max_files else ""
-        )
-        lines.append(f"{'skipped' if skipped else 'converted'} {len(files)}: {reason}: {shown}")
-    return lines
 
 
 # ----------------------------------------------------------------------------------------------
@@ -382,7 +351,7 @@ def _run(argv) -> int:
         tfds_data_dir=FLAGS.tfds_data_dir,
         tfds_image_key=FLAGS.tfds_image_key,
     )
-    for line in summarize_problems(manifest["problems"]):
+    for line in problems.summarize_problems(manifest["problems"]):
         print(line)
     build = manifest["build"]
     print(

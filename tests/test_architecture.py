@@ -1,4 +1,5 @@
-"""The module structure: no import cycle, a library without absl flags, no unexplained function-level import.
+"""The module structure: no import cycle, a library without absl flags, no unexplained function-level import,
+no module over 400 lines and no function over 60.
 
 The import graph is read from the source (every import statement, at any depth), not from what a
 run happens to import, so an import hidden in a function counts too.
@@ -169,3 +170,38 @@ def test_function_level_imports_say_why():
             if above < 0 or not lines[above].strip().startswith("#"):
                 offenders.append(f"{name}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not offenders, offenders
+
+
+# Issue #10's sizes: a module a newcomer can read, a function that fits on a screen.
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60  # not counting the docstring
+
+
+def function_lengths(path):
+    """{qualified-ish name: lines of code} of every function of a file, docstrings not counted."""
+    lengths = {}
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            docstring = node.body[0]
+            if isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant):
+                if isinstance(docstring.value.value, str):
+                    lines -= docstring.end_lineno - docstring.lineno + 1
+            lengths[f"{path.name}:{node.lineno} {node.name}"] = lines
+    return lengths
+
+
+def test_function_lengths_count_code_not_docstrings(tmp_path):
+    source = tmp_path / "sample.py"
+    source.write_text('def f():\n    """One.\n\n    Two.\n    """\n    a = 1\n    return a\n\n\ndef g():\n    pass\n')
+    assert function_lengths(source) == {"sample.py:1 f": 3, "sample.py:10 g": 2}
+
+
+def test_no_long_modules_or_functions():
+    too_long = {}
+    for name, path in modules().items():
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_MODULE_LINES:
+            too_long[name] = lines
+        too_long.update({key: n for key, n in function_lengths(path).items() if n > MAX_FUNCTION_LINES})
+    assert not too_long, f"over {MAX_MODULE_LINES} lines per module / {MAX_FUNCTION_LINES} per function: {too_long}"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import build
+from datasets import build, problems
 from datasets.synthetic import synthetic_image
 from progan_tf import data, pyramid_check
 from progan_tf.errors import UserInputError
@@ -113,7 +113,7 @@ def test_folder_build_reports_every_bad_file_by_reason(folder_pyramid):
     assert by_file["b/tiny.png"][0] == "smaller than 32x32 (16x16)"
     assert by_file["a/img_0.webp"][0] == "duplicate name (same as a/img_0.png)"
     assert all(by_file[name][1] is False for name in ("b/gray.png", "b/rgba.png", "b/cmyk.jpg"))
-    summary = build.summarize_problems(manifest["problems"])
+    summary = problems.summarize_problems(manifest["problems"])
     assert (
         "skipped 2: corrupt or unreadable: b/corrupt.jpg, b/truncated.png" in summary
         or "skipped 2: corrupt or unreadable: b/truncated.png, b/corrupt.jpg" in summary
