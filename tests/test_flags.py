@@ -143,3 +143,21 @@ def test_dry_run_prints_config_and_schedule_and_trains_nothing(tmp_path):
     assert [row.split()[1] for row in table] == ["4x4", "8x8", "8x8", "16x16", "16x16", "32x32", "32x32"]
     assert '"ema_beta": 0.99' in result.stdout
     assert not run_dir.exists()
+
+
+def test_intra_op_threads_sets_the_processs_op_thread_pool():
+    script = (
+        "import sys, tensorflow as tf\n"
+        "from progan_tf import cli\n"
+        "from progan_tf.flags import FLAGS, define_flags\n"
+        "define_flags(); FLAGS(['main.py'] + sys.argv[1:])\n"
+        "cli.set_process_options(FLAGS)\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads())\n"
+    )
+    threads = [
+        subprocess.run(
+            [sys.executable, "-c", script, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        ).stdout.split()[-1]
+        for args in ((), ("--intra_op_threads=1",), ("--intra_op_threads=3",))
+    ]
+    assert threads == ["0", "1", "3"]  # 0: TensorFlow's own choice

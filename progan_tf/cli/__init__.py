@@ -4,6 +4,8 @@ Only this package and `progan_tf.flags` know about absl flags; every function he
 parsed `absl.flags.FLAGS` object (`values`) as its argument.
 """
 
+import tensorflow as tf
+
 from progan_tf.cli import evaluate, explain, export, generate, train
 
 MODES = {
@@ -15,6 +17,14 @@ MODES = {
 }
 
 
+def set_process_options(values):
+    """Applies the flags that configure the TensorFlow process (`--intra_op_threads`); before any
+    op runs, since TensorFlow fixes its thread pools when its context starts."""
+    if values.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(values.intra_op_threads)
+
+
 def run(values):
     """Runs `values.mode` with the parsed flags `values`."""
+    set_process_options(values)
     return MODES[values.mode](values)
