@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine; each bootstraps .venv itself.
-#   make demo  - trains ProGAN on the embedded synthetic faces (about 5 minutes on 2 CPU cores), ends with SWD
+#   make demo  - trains ProGAN on the embedded synthetic faces (about 3 minutes on 2 idle CPU cores), ends with SWD
 #   make test  - the full test suite (TensorFlow backend, then the layer tests on JAX)
 #   make lint  - ruff format --check and ruff check (pyproject.toml); part of make test
 PYTHON ?= python3
