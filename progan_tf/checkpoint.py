@@ -57,6 +57,7 @@ from progan_tf.checkpoint_files import (
     write_state,
 )
 from progan_tf.errors import FilesystemError, UserInputError
+from progan_tf.guarded_update import all_finite
 
 __all__ = [
     "Checkpoint",
@@ -141,11 +142,10 @@ def checkpointed_variables(model):
 
 def non_finite_variables(model):
     """Names of the floating-point variables of `checkpointed_variables(model)` that hold a NaN or an infinity."""
-    return sorted(
-        name
-        for name, variable in checkpointed_variables(model).items()
-        if tf.as_dtype(variable.dtype).is_floating and not np.all(np.isfinite(variable.numpy()))
-    )
+    floating = {name: v for name, v in checkpointed_variables(model).items() if tf.as_dtype(v.dtype).is_floating}
+    if bool(all_finite(list(floating.values()))):  # on the device: no host copy before the save's own
+        return []
+    return sorted(name for name, variable in floating.items() if not np.all(np.isfinite(variable.numpy())))
 
 
 def _save_error_reason(error):
@@ -270,9 +270,7 @@ def _load_legacy(path):
     if not tf.io.gfile.exists(str(path)) or tf.io.gfile.isdir(str(path)):
         raise UserInputError(f"Checkpoint file not found. Received: checkpoint={path}")
     try:
-        with tf.io.gfile.GFile(str(path), "rb") as handle:
-            contents = io.BytesIO(handle.read())
-        with np.load(contents, allow_pickle=False) as archive:
+        with np.load(io.BytesIO(atomic_files.read_bytes(path)), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
         meta = json.loads(str(arrays.pop("meta")))
     except (zipfile.BadZipFile, OSError, EOFError, *_CORRUPT_ERRORS) as error:
@@ -323,6 +321,13 @@ def newest_usable_checkpoint(paths):
     return None, unusable
 
 
+def _does_not_fit(checkpoint, what, detail):
+    return UserInputError(
+        f"Checkpoint {checkpoint.path} does not fit the {what} ({detail}); expected a checkpoint of a run "
+        f"with the same architecture flags. Received: checkpoint={checkpoint.path}"
+    )
+
+
 def _read_into(checkpoint, objects, what):
     """Restores `objects` ({checkpoint name: trackable}) from a TF checkpoint; every variable they
     hold must get a value."""
@@ -331,11 +336,7 @@ def _read_into(checkpoint, objects, what):
         status.expect_partial()  # the file holds more than `objects`
         status.assert_existing_objects_matched()
     except (AssertionError, *_CORRUPT_ERRORS) as error:
-        reason = atomic_files.error_reason(error)
-        raise UserInputError(
-            f"Checkpoint {checkpoint.path} does not fit the {what} ({type(error).__name__}: {reason}); expected a "
-            f"checkpoint of a run with the same architecture flags. Received: checkpoint={checkpoint.path}"
-        ) from None
+        raise _does_not_fit(checkpoint, what, f"{type(error).__name__}: {atomic_files.error_reason(error)}") from None
 
 
 def restore_networks(model, checkpoint):
@@ -347,10 +348,7 @@ def restore_networks(model, checkpoint):
         try:
             network.set_weights(checkpoint.group(name))
         except ValueError as error:
-            raise UserInputError(
-                f"Checkpoint {checkpoint.path} does not fit the {name} ({error}); expected a checkpoint of a run "
-                f"with the same architecture flags. Received: checkpoint={checkpoint.path}"
-            ) from None
+            raise _does_not_fit(checkpoint, name, error) from None
 
 
 def restore_optimizers(model, checkpoint):

@@ -173,7 +173,7 @@ def set_aside(path, suffix=".corrupt"):
             write_state(path.parent)
     except tf.errors.NotFoundError:  # another worker sharing the directory moved it first
         pass
-    except tf.errors.OpError as error:
+    except (OSError, tf.errors.OpError) as error:  # the state file is written locally with open()
         reason = atomic_files.error_reason(error)
         raise FilesystemError(f"could not move the checkpoint {path} aside: {reason}") from None
     return target

@@ -7,7 +7,6 @@ from keras import ops
 from progan_tf import distributed_step, losses
 from progan_tf.config import LossConfig, OptimizerConfig
 from progan_tf.data import uint8_to_float
-from progan_tf.distributed_step import SKIP_REASONS  # noqa: F401 (the trainer imports it from here)
 from progan_tf.errors import UserInputError
 from progan_tf.guarded_update import apply_if_finite
 from progan_tf.networks import GrowingDiscriminator, GrowingGenerator

@@ -15,13 +15,13 @@ def open_run_dir(config, start, chief):
     """The writes of a start, once `run_files.check_start` passed; returns the `RunLogger`."""
     run_dir = atomic_files.as_path(config.run_dir)
     resumed = start.checkpoint
-    dropped = 0
+    dropped, moved_to = 0, {}
     if chief:
         if start.move_to is not None:
             with run_files.writing(run_dir, f"(moving aside to {start.move_to}) the run directory"):
                 atomic_files.move_tree(run_dir, start.move_to)
         for path, _ in start.unusable:
-            ckpt_lib.set_aside(path)
+            moved_to[path] = ckpt_lib.set_aside(path)
         for path in start.superseded:
             ckpt_lib.set_aside(path, ".superseded")
         with run_files.writing(run_dir / "samples", "the run directory"):
@@ -39,8 +39,9 @@ def open_run_dir(config, start, chief):
     logger = RunLogger(run_dir, chief)
     if start.move_to is not None:
         logger.line(f"--overwrite: moved the previous run to {start.move_to}")
-    for path, reason in start.unusable:
-        logger.line(f"skipping checkpoint {path}: {reason}; moved it aside ({path.name}.corrupt)")
+    for path, target in moved_to.items():  # the chief's: the other workers log nothing
+        reason = dict(start.unusable)[path]
+        logger.line(f"skipping checkpoint {path}: {reason}; moved it aside ({target.name})")
     if resumed is not None:
         logger.line(f"resumed from {resumed.path} at kimg {resumed.images_shown / 1000:.3f}")
     if start.superseded:

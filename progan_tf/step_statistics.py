@@ -1,7 +1,7 @@
 """What the training loop keeps of the compiled step's statistics between its calls: the averages
 of the next tick line and the streak of iterations that skipped an update."""
 
-from progan_tf.progan import SKIP_REASONS
+from progan_tf.distributed_step import SKIP_REASONS
 
 
 class TickMeter:
