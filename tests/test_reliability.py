@@ -609,17 +609,23 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_newest_complete_one(pyramid
     data = run_dir / "checkpoints" / "ckpt-48.data-00000-of-00001"
     truncated = data.read_bytes()[: data.stat().st_size // 2]
     data.write_bytes(truncated)
+    # An earlier checkpoint 48 of this run was set aside before: its name stays taken.
+    folder = run_dir / "checkpoints"
+    earlier = {suffix: (folder / f"ckpt-16{suffix}").read_bytes() for suffix in (".index", ".data-00000-of-00001")}
+    for suffix, contents in earlier.items():
+        (folder / f"ckpt-48.corrupt{suffix}").write_bytes(contents)
     result = helpers.run_checked(
         helpers.main_command(*helpers.main_flags(pyramid, run_dir, **dict(SHORT, total_kimg=0.064)))
     )
     lines = _run_lines(result.stdout)
     assert lines[0].startswith(f"skipping checkpoint {newest}: Checkpoint {newest} is truncated or corrupt")
-    assert lines[0].endswith("moved it aside (ckpt-48.corrupt)")
+    assert lines[0].endswith("moved it aside (ckpt-48.corrupt.1)")  # the name it really got
     assert lines[1] == f"resumed from {run_dir / 'checkpoints' / 'ckpt-32'} at kimg 0.032"
-    # Moved aside whole (kept, not deleted); the state file no longer names it.
-    assert (run_dir / "checkpoints" / "ckpt-48.corrupt.data-00000-of-00001").read_bytes() == truncated
-    assert (run_dir / "checkpoints" / "ckpt-48.corrupt.index").is_file()
-    assert "ckpt-48.corrupt" not in (run_dir / "checkpoints" / "checkpoint").read_text()
+    # Moved aside whole (kept, not deleted), the earlier one untouched; the state file names neither.
+    assert (folder / "ckpt-48.corrupt.1.data-00000-of-00001").read_bytes() == truncated
+    assert (folder / "ckpt-48.corrupt.1.index").is_file()
+    assert {suffix: (folder / f"ckpt-48.corrupt{suffix}").read_bytes() for suffix in earlier} == earlier
+    assert "ckpt-48.corrupt" not in (folder / "checkpoint").read_text()
     assert sorted(_checkpoints(run_dir)) == [16, 32, 48, 64]
     _assert_all_finite_and_loadable(run_dir)
     rows = _stats_rows(run_dir)
